@@ -1,0 +1,21 @@
+"""The `lada` command: one Typer app that gathers the sub-commands of each layer."""
+
+from __future__ import annotations
+
+import typer
+
+from lada.experiments.data_cli import data_app
+from lada.experiments.local_cli import local_app
+
+app = typer.Typer(
+    name="lada",
+    help="Federated reasoning distillation between one LLM and many SLMs (LaDa).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data", help="Validate and inspect reasoning data.")
+app.add_typer(local_app, name="local", help="Train and evaluate one model locally (no federation).")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

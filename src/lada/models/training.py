@@ -1,0 +1,197 @@
+"""Local training (supervised fine-tuning on paths, or any loss) and evaluation of a model."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lada.models.wrapper import ReasoningModel
+from lada.tasks.answers import check_answer, extract_answer
+from lada.tasks.item import ReasoningItem
+from lada.tasks.prompts import gold_path, render_prompt
+
+#: A loss over a batch given as indices into the caller's examples.
+BatchLoss = Callable[[list[int]], torch.Tensor]
+
+
+def length_bucketed_batches(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, pool: int = 8
+) -> Iterator[list[int]]:
+    """Shuffled batches of similar length (less padding, same examples every epoch).
+
+    Examples are shuffled, cut into pools of `pool` batches, sorted by length inside a pool, and
+    the resulting batches are shuffled again, so the order stays random across the epoch.
+    """
+    order = rng.permutation(len(lengths))
+    batches: list[list[int]] = []
+    span = batch_size * pool
+    for lo in range(0, len(order), span):
+        chunk = sorted(order[lo : lo + span].tolist(), key=lambda i: lengths[i])
+        batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
+    for b in rng.permutation(len(batches)):
+        yield batches[b]
+
+
+def fit(
+    model: ReasoningModel,
+    lengths: Sequence[int],
+    loss_fn: BatchLoss,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    desc: str = "train",
+    progress: bool = True,
+    on_nonfinite: Callable[[list[int], float], None] | None = None,
+) -> list[float]:
+    """Train `model` with `loss_fn` over `len(lengths)` examples; returns per-step losses.
+
+    A non-finite loss is passed to `on_nonfinite` (which may count it, or raise) and its step is
+    skipped; without a handler it raises.
+    """
+    rng = np.random.default_rng(seed)
+    losses: list[float] = []
+    steps = epochs * -(-len(lengths) // batch_size)
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
+    model.train()
+    for _ in range(epochs):
+        for batch in length_bucketed_batches(lengths, batch_size, rng):
+            loss = loss_fn(batch)
+            if not torch.isfinite(loss):
+                if on_nonfinite is None:
+                    raise FloatingPointError(f"loss: non-finite ({loss.item()}) in {desc}")
+                on_nonfinite(batch, float(loss.detach()))
+                bar.update(1)
+                continue
+            losses.append(model.train_step(loss))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
+    return losses
+
+
+def path_nll(model: ReasoningModel, prompts: Sequence[str], paths: Sequence[str]) -> torch.Tensor:
+    """Token-mean negative log-likelihood of paths (the SFT loss), differentiable."""
+    scores = model.score_paths(prompts, paths, grad=True)
+    return -scores.total.sum() / scores.n_tokens.sum().clamp(min=1)
+
+
+def sft_on_paths(
+    model: ReasoningModel,
+    prompts: Sequence[str],
+    paths: Sequence[str],
+    *,
+    epochs: int = 1,
+    batch_size: int = 16,
+    seed: int = 0,
+    desc: str = "sft",
+    progress: bool = True,
+) -> list[float]:
+    """Supervised fine-tuning on (prompt, path) pairs; the loss covers path tokens only."""
+    lengths = [len(p) + len(q) for p, q in zip(prompts, paths, strict=True)]
+
+    def loss_fn(batch: list[int]) -> torch.Tensor:
+        return path_nll(model, [prompts[i] for i in batch], [paths[i] for i in batch])
+
+    return fit(
+        model,
+        lengths,
+        loss_fn,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        desc=desc,
+        progress=progress,
+    )
+
+
+def sft(
+    model: ReasoningModel,
+    items: Sequence[ReasoningItem],
+    *,
+    epochs: int = 1,
+    batch_size: int = 16,
+    seed: int = 0,
+    desc: str = "sft",
+    progress: bool = True,
+) -> list[float]:
+    """Supervised fine-tuning on items' gold rationales."""
+    return sft_on_paths(
+        model,
+        [render_prompt(it) for it in items],
+        [gold_path(it) for it in items],
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        desc=desc,
+        progress=progress,
+    )
+
+
+@dataclass
+class Prediction:
+    item_id: str
+    domain: str
+    path: str
+    predicted: str | None
+    correct: bool
+
+
+@dataclass
+class EvalResult:
+    """Accuracy of greedy paths against gold answers, overall and per domain."""
+
+    accuracy: float
+    n: int
+    per_domain: dict[str, float] = field(default_factory=dict)
+    per_domain_n: dict[str, int] = field(default_factory=dict)
+    predictions: list[Prediction] = field(default_factory=list)
+
+    def to_dict(self, with_predictions: bool = False) -> dict:
+        out = {
+            "accuracy": self.accuracy,
+            "n": self.n,
+            "per_domain": self.per_domain,
+            "per_domain_n": self.per_domain_n,
+        }
+        if with_predictions:
+            out["predictions"] = [vars(p) for p in self.predictions]
+        return out
+
+
+def score_predictions(items: Sequence[ReasoningItem], paths: Sequence[str]) -> EvalResult:
+    """Check each path's extracted answer against its item's gold answer."""
+    preds = []
+    by_domain: dict[str, list[bool]] = defaultdict(list)
+    for item, path in zip(items, paths, strict=True):
+        predicted = extract_answer(path, item.answer_kind)
+        correct = check_answer(predicted, item.answer, item.answer_kind)
+        preds.append(Prediction(item.id, item.domain, path, predicted, correct))
+        by_domain[item.domain].append(correct)
+    n = len(preds)
+    return EvalResult(
+        accuracy=sum(p.correct for p in preds) / n if n else 0.0,
+        n=n,
+        per_domain={d: sum(v) / len(v) for d, v in sorted(by_domain.items())},
+        per_domain_n={d: len(v) for d, v in sorted(by_domain.items())},
+        predictions=preds,
+    )
+
+
+def evaluate(
+    model: ReasoningModel,
+    items: Sequence[ReasoningItem],
+    *,
+    batch_size: int = 64,
+    max_new_tokens: int = 96,
+) -> EvalResult:
+    """Greedy path per item; accuracy of the extracted final answer, overall and per domain."""
+    paths = model.generate_paths(
+        [render_prompt(it) for it in items], max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    return score_predictions(items, paths)

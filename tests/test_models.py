@@ -1,0 +1,194 @@
+"""The model wrapper: scoring, generation, embeddings, training and save/load."""
+
+from __future__ import annotations
+
+import torch
+
+from lada.models.presets import LoraSpec, load_model
+from lada.models.tokenizer import build_char_tokenizer, build_word_tokenizer
+from lada.models.wrapper import ReasoningModel, cut_after_answer
+
+from .conftest import spread_weights
+
+PROMPTS = ["Q: 3 + 4 = ?\nA:", "Q: gcd(12, 18)\nA:", "Q: 7 * 8 = ?\nA:"]
+PATHS = [" 3 + 4 = 7\n#### 7\n", " 18 = 1 x 12 + 6\n12 = 2 x 6 + 0\n#### 6\n", " #### 56\n"]
+
+
+def _direct_logprob(model: ReasoningModel, prompt: str, path: str) -> float:
+    """log p(path + eos | prompt) computed token by token from an unpadded forward."""
+    tok = model.tokenizer
+    prompt_ids = [tok.bos_token_id, *tok(prompt, add_special_tokens=False)["input_ids"]]
+    path_ids = [*tok(path, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+    ids = torch.tensor([prompt_ids + path_ids])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model.model(input_ids=ids).logits[0].float(), dim=-1)
+    total = 0.0
+    for k, token in enumerate(path_ids):
+        total += float(logprobs[len(prompt_ids) + k - 1, token])
+    return total
+
+
+def test_char_tokenizer_splits_digits_and_round_trips() -> None:
+    tok = build_char_tokenizer()
+    ids = tok("#### 1234\n", add_special_tokens=False)["input_ids"]
+    assert len(ids) == len("#### 1234\n")
+    assert tok.decode(ids) == "#### 1234\n"
+
+
+def test_word_tokenizer_keeps_known_words_and_splits_numbers() -> None:
+    tok = build_word_tokenizer(["legs: 13 spider, 2 cat", "legs: 1 cat"])
+    pieces = tok.convert_ids_to_tokens(tok("legs: 132 cats", add_special_tokens=False)["input_ids"])
+    assert pieces[:2] == ["legs", ":"]
+    assert "1" in pieces and "3" in pieces and "2" in pieces  # digit by digit
+    assert "cat" not in pieces  # "cats" is not a known word: spelled out
+    assert (
+        tok.decode(tok("legs: 132 cats")["input_ids"], skip_special_tokens=True) == "legs: 132 cats"
+    )
+
+
+def test_sequence_logprob_equals_sum_of_direct_token_logprobs(varied_tiny: ReasoningModel) -> None:
+    batched = varied_tiny.sequence_logprobs(PROMPTS, PATHS)
+    direct = torch.tensor([_direct_logprob(varied_tiny, p, q) for p, q in zip(PROMPTS, PATHS)])
+    torch.testing.assert_close(batched, direct, rtol=1e-4, atol=1e-3)
+
+
+def test_score_paths_is_padding_invariant_and_masks_prompt(varied_tiny: ReasoningModel) -> None:
+    together = varied_tiny.score_paths(PROMPTS, PATHS)
+    alone = [varied_tiny.score_paths([p], [q]) for p, q in zip(PROMPTS, PATHS)]
+    for i, single in enumerate(alone):
+        torch.testing.assert_close(together.total[i], single.total[0], rtol=1e-4, atol=1e-3)
+        n_path = len(varied_tiny.tokenizer(PATHS[i], add_special_tokens=False)["input_ids"]) + 1
+        assert int(together.n_tokens[i]) == n_path
+    torch.testing.assert_close(together.mean(), together.total / together.n_tokens)
+
+
+def test_batched_greedy_generation_equals_one_at_a_time(varied_tiny: ReasoningModel) -> None:
+    prompts = [*PROMPTS, "Q: 100 - 1 = ?\nA:"]
+    batched = varied_tiny.generate_paths(prompts, max_new_tokens=24, batch_size=4)
+    singles = [varied_tiny.generate_paths([p], max_new_tokens=24)[0] for p in prompts]
+    assert batched == singles
+    assert len(set(batched)) > 1  # outputs depend on the prompt, so the check means something
+
+
+def test_sampled_generation_is_seeded(varied_tiny: ReasoningModel) -> None:
+    a = varied_tiny.generate_paths(PROMPTS, max_new_tokens=16, do_sample=True, seed=3)
+    b = varied_tiny.generate_paths(PROMPTS, max_new_tokens=16, do_sample=True, seed=3)
+    c = varied_tiny.generate_paths(PROMPTS, max_new_tokens=16, do_sample=True, seed=4)
+    assert a == b
+    assert a != c
+
+
+def test_cut_after_answer_keeps_answer_line_only() -> None:
+    assert cut_after_answer(" 1 + 1 = 2\n#### 2\nQ: more") == " 1 + 1 = 2\n#### 2\n"
+    assert cut_after_answer(" no answer yet") == " no answer yet"
+
+
+def test_embeddings_are_mean_pooled_and_padding_invariant(varied_tiny: ReasoningModel) -> None:
+    texts = ["short", "a much longer text that forces padding of the short one"]
+    together = varied_tiny.embed(texts)
+    alone = varied_tiny.embed(texts[:1])
+    assert together.shape == (2, varied_tiny.hidden_size)
+    torch.testing.assert_close(
+        torch.from_numpy(together[:1]), torch.from_numpy(alone), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_train_step_lowers_loss_on_the_trained_path() -> None:
+    model = load_model("tiny-1m", device="cpu", seed=1, learning_rate=3e-3)
+    before = float(model.sequence_logprobs(PROMPTS, PATHS).sum())
+    for _ in range(20):
+        scores = model.score_paths(PROMPTS, PATHS, grad=True)
+        model.train_step(-scores.total.sum() / scores.n_tokens.sum())
+    after = float(model.sequence_logprobs(PROMPTS, PATHS).sum())
+    assert after > before + 10
+
+
+def test_full_save_load_round_trips_exactly(tmp_path, varied_tiny: ReasoningModel) -> None:
+    varied_tiny.save(tmp_path / "m")
+    loaded = ReasoningModel.load(tmp_path / "m", device="cpu")
+    torch.testing.assert_close(
+        loaded.sequence_logprobs(PROMPTS, PATHS),
+        varied_tiny.sequence_logprobs(PROMPTS, PATHS),
+        rtol=0,
+        atol=0,
+    )
+    assert loaded.generate_paths(PROMPTS, max_new_tokens=12) == varied_tiny.generate_paths(
+        PROMPTS, max_new_tokens=12
+    )
+
+
+def test_gpt2_preset_with_tied_weights_round_trips(tmp_path) -> None:
+    model = spread_weights(load_model("tiny-gpt2-2m", device="cpu"), std=0.2)
+    model.save(tmp_path / "g")
+    loaded = ReasoningModel.load(tmp_path / "g", device="cpu")
+    torch.testing.assert_close(
+        loaded.sequence_logprobs(PROMPTS, PATHS),
+        model.sequence_logprobs(PROMPTS, PATHS),
+        rtol=0,
+        atol=0,
+    )
+
+
+def test_lora_trains_only_the_adapter_and_round_trips(tmp_path) -> None:
+    model = load_model("tiny-1m", device="cpu", lora=LoraSpec(r=4), learning_rate=1e-2)
+    frozen = {n: p.clone() for n, p in model.model.named_parameters() if not p.requires_grad}
+    assert 0 < model.num_parameters(trainable_only=True) < model.num_parameters() / 5
+    for _ in range(5):
+        scores = model.score_paths(PROMPTS, PATHS, grad=True)
+        model.train_step(-scores.total.mean())
+    for name, p in model.model.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), name
+    model.save(tmp_path / "lora")
+    loaded = ReasoningModel.load(tmp_path / "lora", device="cpu")
+    assert loaded.source["lora"]["r"] == 4
+    torch.testing.assert_close(
+        loaded.sequence_logprobs(PROMPTS, PATHS),
+        model.sequence_logprobs(PROMPTS, PATHS),
+        rtol=0,
+        atol=0,
+    )
+
+
+def test_trainable_state_transfer_makes_models_equal() -> None:
+    a = load_model("tiny-1m", device="cpu", lora=LoraSpec(r=4), seed=0)
+    b = load_model("tiny-1m", device="cpu", lora=LoraSpec(r=4), seed=0)
+    spread_weights(a, seed=5, std=0.1)
+    assert not torch.equal(a.sequence_logprobs(PROMPTS, PATHS), b.sequence_logprobs(PROMPTS, PATHS))
+    b.load_trainable_state(a.trainable_state())
+    b_state = {n: p for n, p in b.model.named_parameters()}
+    for name, p in a.model.named_parameters():
+        if p.requires_grad:
+            assert torch.equal(p, b_state[name])
+
+
+def test_clone_is_independent(varied_tiny: ReasoningModel) -> None:
+    twin = varied_tiny.clone()
+    before = varied_tiny.sequence_logprobs(PROMPTS, PATHS)
+    scores = twin.score_paths(PROMPTS, PATHS, grad=True)
+    twin.train_step(-scores.total.sum())
+    torch.testing.assert_close(varied_tiny.sequence_logprobs(PROMPTS, PATHS), before)
+    assert not torch.equal(twin.sequence_logprobs(PROMPTS, PATHS), before)
+
+
+def test_hub_style_directory_loads_through_load_model(tmp_path) -> None:
+    """Any `save_pretrained` folder (what a hub download is) loads by path, offline."""
+    source = spread_weights(load_model("tiny-1m", device="cpu"), std=0.2)
+    source.model.save_pretrained(tmp_path / "hf")
+    source.tokenizer.save_pretrained(tmp_path / "hf")
+    loaded = load_model(str(tmp_path / "hf"), device="cpu")
+    assert loaded.source["kind"] == "hub"
+    assert loaded.num_parameters() == source.num_parameters()
+    # A plain HF folder carries no "add a BOS token" flag, so compare on explicit text only.
+    loaded.add_bos = True
+    torch.testing.assert_close(
+        loaded.sequence_logprobs(PROMPTS, PATHS), source.sequence_logprobs(PROMPTS, PATHS)
+    )
+
+
+def test_smollm2_preset_loads_from_the_local_gguf_and_answers() -> None:
+    model = load_model("smollm2-135m", device="cpu")
+    assert 130e6 < model.num_parameters() < 140e6
+    good = model.sequence_logprobs(["Q: What is 2 + 3?\nA:"], [" 2 + 3 = 5\n#### 5\n"])
+    bad = model.sequence_logprobs(["Q: What is 2 + 3?\nA:"], [" 2 + 3 = 9\n#### 9\n"])
+    assert float(good[0]) > float(bad[0])  # a pretrained model prefers the right sum
