@@ -6,6 +6,7 @@ import typer
 
 from lada.experiments.data_cli import data_app
 from lada.experiments.local_cli import local_app
+from lada.experiments.run_cli import run
 
 app = typer.Typer(
     name="lada",
@@ -15,6 +16,8 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Validate and inspect reasoning data.")
 app.add_typer(local_app, name="local", help="Train and evaluate one model locally (no federation).")
+
+app.command("run")(run)
 
 
 if __name__ == "__main__":  # pragma: no cover

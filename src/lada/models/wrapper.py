@@ -223,6 +223,9 @@ class ReasoningModel:
         was_training = self.model.training
         self.model.eval()
         prompt_ids = self._encode_prompts(prompts)
+        # Batches of similar prompt length waste less compute on padding; order is restored.
+        order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+        prompt_ids = [prompt_ids[i] for i in order]
         out: list[str] = []
         rng_devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=rng_devices):
@@ -239,7 +242,10 @@ class ReasoningModel:
                     )
                 )
         self.model.train(was_training)
-        return out
+        restored = [""] * len(out)
+        for position, index in enumerate(order):
+            restored[index] = out[position]
+        return restored
 
     def _generate_batch(self, rows: list[list[int]], **kwargs: Any) -> list[str]:
         rows = [r[-(self.max_length - kwargs["max_new_tokens"]) :] for r in rows]

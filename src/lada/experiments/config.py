@@ -1,0 +1,194 @@
+"""The one typed experiment config: a TOML/YAML file, overridable with `--set a.b=value`.
+
+Every number an experiment uses is a field here (or in the nested configs of the layers), so a
+run folder's `config.toml` says everything needed to repeat it. Invalid configs fail before any
+work, with the offending field named.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lada.hosts.config import FedCoTConfig, HostConfig
+from lada.method.config import LadaConfig
+from lada.models.presets import LoraSpec
+from lada.models.pretrain import PretrainConfig
+from lada.tasks.splits import SplitConfig
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Where items come from and how they are split into a public pool and client splits."""
+
+    suite: str | None = Field("default", description="Built-in task suite (lada.tasks.gym_suite).")
+    path: str | None = Field(None, description="Data file instead of a suite (GSM8K, SVAMP, ...).")
+    format: str = Field("auto", description="Format of `path`: gsm8k|svamp|mc|bigbench|auto.")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Public pool + clients.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.suite is None) == (self.path is None):
+            raise ValueError("set exactly one of data.suite and data.path")
+        return self
+
+
+class ModelSpec(_Strict):
+    """A model of one party."""
+
+    preset: str = Field(description="Tiny preset, 'smollm2-135m', a hub id or a local directory.")
+    lora: LoraSpec | None = Field(None, description="Attach a LoRA adapter (trains only it).")
+    learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate of this model.")
+
+
+class LLMSpec(ModelSpec):
+    """The server LLM; tiny presets are pretrained once (cached) per `pretrain`."""
+
+    preset: str = "tiny-10m"
+    learning_rate: float = 3e-4
+    pretrain: PretrainConfig | None = Field(
+        default_factory=PretrainConfig,
+        description="Pretraining of a tiny LLM before the run (cached); null for hub models.",
+    )
+
+
+class TrainConfig(_Strict):
+    """How much each party trains per round."""
+
+    local_epochs: int = Field(1, ge=0, description="Epochs of SFT on the private split per round.")
+    public_epochs: int = Field(1, ge=0, description="Epochs of distillation on public items.")
+    llm_epochs: int = Field(1, ge=0, description="Epochs of LLM training on received paths.")
+    batch_size: int = Field(16, ge=1, description="Items per optimizer step.")
+    max_new_tokens: int = Field(96, ge=1, description="Longest path a model may write.")
+    generation_batch_size: int = Field(64, ge=1, description="Prompts per generation batch.")
+    warmup_local_epochs: int = Field(
+        2, ge=0, description="Extra epochs of private SFT before round 1 (SLMs start untrained)."
+    )
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: data, models, host, LaDa and the run's own settings."""
+
+    name: str = Field("experiment", description="Run name (folder prefix).")
+    seed: int = Field(0, ge=0, description="Seed of this run; `lada compare` uses `seeds`.")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="Seeds for compare.")
+    rounds: int = Field(3, ge=1, description="Federated rounds.")
+    output_dir: str = Field("runs", description="Parent folder of run folders.")
+    device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda:0...")
+    dtype: str = Field("auto", description="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16.")
+    runtime: Literal["inprocess", "flower-sim"] = Field("inprocess", description="Who carries.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    llm: LLMSpec = Field(default_factory=LLMSpec)
+    slms: list[ModelSpec] = Field(
+        default_factory=lambda: [ModelSpec(preset="tiny-1m")],
+        min_length=1,
+        description="One spec for every client, or one per client.",
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    host: HostConfig = Field(default_factory=FedCoTConfig)
+    lada_enabled: bool = Field(True, description="Plug LaDa into the host (false = host alone).")
+    lada: LadaConfig = Field(default_factory=LadaConfig)
+
+    @model_validator(mode="after")
+    def _slms_match_clients(self) -> ExperimentConfig:
+        n = self.data.split.n_clients
+        if len(self.slms) not in (1, n):
+            raise ValueError(f"slms: give 1 spec or {n} (one per client), got {len(self.slms)}")
+        return self
+
+    def slm_for(self, client_id: int) -> ModelSpec:
+        return self.slms[0] if len(self.slms) == 1 else self.slms[client_id]
+
+
+# ----------------------------------------------------------------------- loading and overrides
+def _parse_value(text: str) -> Any:
+    """`--set` values: TOML/JSON literals (numbers, booleans, lists, strings), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `dotted.key=value` to a nested dict (lists indexed by number: slms.0.preset)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = node[int(part)]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict | list):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a table")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = _parse_value(text)
+    else:
+        node[last] = _parse_value(text)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text) or {}
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {err}") from err
+
+
+def validate(data: dict[str, Any], origin: str = "config") -> ExperimentConfig:
+    """Validate a config dict; the error names each offending field by its dotted path."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            lines.append(f"{origin}: {where}: {e['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: Path | str | None, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read a TOML/YAML config (or the defaults when `path` is None) and apply overrides."""
+    data = read_config_file(Path(path)) if path is not None else {}
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate(data, origin=str(path) if path is not None else "config")
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """The resolved config as TOML (None values dropped: TOML has no null)."""
+    return tomli_w.dumps(_drop_none(config.model_dump(mode="json")))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value

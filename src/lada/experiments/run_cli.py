@@ -1,0 +1,40 @@
+"""`lada run CONFIG`: one experiment, one run folder, a per-client table at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from lada.experiments.config import ConfigError, load_config
+
+SET_HELP = "Override a config field, e.g. --set lada.alpha=0.3 --set rounds=2 (repeatable)."
+
+
+def run(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="TOML or YAML config."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    seed: int | None = typer.Option(None, help="Override the config's seed."),
+    runtime: str | None = typer.Option(None, help="inprocess (default) or flower-sim."),
+) -> None:
+    """Run one experiment and write its run folder (config, metrics, selections, summary)."""
+    console = Console()
+    overrides = list(set_)
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    if runtime is not None:
+        overrides.append(f'runtime="{runtime}"')
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as err:
+        console.print(f"[red]invalid config[/]\n{err}")
+        raise typer.Exit(2) from None
+    if cfg.runtime != "inprocess":
+        console.print(f"[red]runtime {cfg.runtime!r} is not available in this version[/]")
+        raise typer.Exit(2)
+    from lada.experiments.runner import client_table, run_experiment
+
+    result = run_experiment(cfg, console=console)
+    console.print(client_table(result.summary))
+    console.print(f"run folder: {result.run_dir}")

@@ -1,0 +1,201 @@
+"""What every host framework is made of: parties, their round logs, and the step interface.
+
+A host (FedCoT, FedCoLLM, FedMKT, CrossLM) is written as server-side and client-side steps that
+exchange typed payloads (`lada.hosts.payloads`). A round is a fixed sequence of *exchanges*; in
+each, the server builds one payload per client (`server_send`), each client answers with one
+payload (`client_step`), and the server takes the answers (`server_receive`). Nothing else crosses
+between parties, so the in-process runtime and the Flower runtime can carry the very same steps.
+
+The LaDa plug-in, when enabled, lives inside the parties (`Party.plugin`); hosts call it at the
+points documented in `lada.method.plugin`. Without it, a host behaves as the original framework.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from lada.hosts.payloads import Empty, EvalReport, Payload, PublicItems
+from lada.models.wrapper import ReasoningModel
+from lada.tasks.item import ReasoningItem
+
+
+@dataclass
+class RoundLog:
+    """What a party did in one round: seconds per phase, counters, selections, losses."""
+
+    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    counters: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    losses: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    selections: list[dict[str, Any]] = field(default_factory=list)
+    #: Tokens each model trained on this round (for equal-budget comparisons).
+    trained_tokens: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] += time.perf_counter() - start
+
+    def count(self, name: str, value: float = 1.0) -> None:
+        self.counters[name] += value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timings": dict(self.timings),
+            "counters": dict(self.counters),
+            "losses": {k: float(sum(v) / len(v)) for k, v in self.losses.items() if v},
+            "trained_tokens": dict(self.trained_tokens),
+        }
+
+
+@dataclass
+class Party:
+    """One side of the federation: its model, its optional plug-in, and host memory."""
+
+    name: str
+    model: ReasoningModel
+    plugin: Any = None  # lada.method.plugin.LadaPlugin when LaDa is enabled
+    memory: dict[str, Any] = field(default_factory=dict)
+    log: RoundLog = field(default_factory=RoundLog)
+
+    def new_round(self) -> None:
+        self.log = RoundLog()
+
+
+@dataclass
+class ServerParty(Party):
+    """The server: the LLM and the public pool."""
+
+    public_pool: list[ReasoningItem] = field(default_factory=list)
+
+
+@dataclass
+class ClientParty(Party):
+    """Client k: its SLM and its private train/test split, which never leave this object."""
+
+    client_id: int = 0
+    train: list[ReasoningItem] = field(default_factory=list)
+    test: list[ReasoningItem] = field(default_factory=list)
+    #: The public pool as received from the server (public, so clients may keep a copy).
+    public_pool: list[ReasoningItem] = field(default_factory=list)
+
+    def public_by_id(self) -> dict[str, ReasoningItem]:
+        cached = self.memory.get("_public_by_id")
+        if cached is None or len(cached) != len(self.public_pool):
+            cached = {it.id: it for it in self.public_pool}
+            self.memory["_public_by_id"] = cached
+        return cached
+
+
+SETUP = "setup"
+EVALUATE = "evaluate"
+
+
+class Host(ABC):
+    """A collaboration framework as a fixed sequence of exchanges per round.
+
+    Subclasses set `name` and `exchanges` and, for each exchange `x`, implement `send_x` (server
+    builds one payload per client), `client_x` (a client's step; returns its reply) and
+    `receive_x` (server takes the replies). Steps may only use their own party's state and the
+    payloads they receive. Two exchanges are common to every host and implemented here:
+    `setup` (the public pool is broadcast once) and `evaluate` (each client scores its SLM on its
+    private test split and reports numbers only).
+    """
+
+    name: ClassVar[str]
+    #: Exchanges of one round, in order (e.g. ("train",) or ("generate", "train")).
+    exchanges: ClassVar[tuple[str, ...]]
+
+    def __init__(self, config: Any, train: Any, lada_enabled: bool) -> None:
+        self.config = config
+        self.train = train
+        self.lada_enabled = lada_enabled
+
+    # -------------------------------------------------------------- dispatch
+    def server_send(
+        self, exchange: str, server: ServerParty, round_idx: int, client_ids: list[int]
+    ) -> dict[int, Payload]:
+        return self._step("send", exchange)(server, round_idx, client_ids)
+
+    def client_step(
+        self, exchange: str, client: ClientParty, payload: Payload, round_idx: int
+    ) -> Payload:
+        return self._step("client", exchange)(client, payload, round_idx)
+
+    def server_receive(
+        self, exchange: str, server: ServerParty, replies: dict[int, Payload], round_idx: int
+    ) -> None:
+        self._step("receive", exchange)(server, replies, round_idx)
+
+    def _step(self, role: str, exchange: str) -> Any:
+        step = getattr(self, f"{role}_{exchange}", None)
+        if step is None:
+            raise KeyError(f"{self.name}: no step {role}_{exchange}")
+        return step
+
+    # ----------------------------------------------------------------- setup
+    def send_setup(
+        self, server: ServerParty, round_idx: int, client_ids: list[int]
+    ) -> dict[int, Payload]:
+        pool = PublicItems(items=[it.to_dict() for it in server.public_pool])
+        return {cid: pool for cid in client_ids}
+
+    def client_setup(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
+        assert isinstance(payload, PublicItems)
+        client.public_pool = [ReasoningItem.from_dict(d) for d in payload.items]
+        from lada.hosts.steps import private_sft
+
+        # SLMs start from scratch or from a general checkpoint: they first learn their own data.
+        private_sft(
+            client,
+            client.train,
+            epochs=self.train.warmup_local_epochs,
+            batch_size=self.train.batch_size,
+            seed=client.client_id,
+            phase="warmup",
+        )
+        return Empty()
+
+    def receive_setup(
+        self, server: ServerParty, replies: dict[int, Payload], round_idx: int
+    ) -> None:
+        return None
+
+    # -------------------------------------------------------------- evaluate
+    def send_evaluate(
+        self, server: ServerParty, round_idx: int, client_ids: list[int]
+    ) -> dict[int, Payload]:
+        return {cid: Empty() for cid in client_ids}
+
+    def client_evaluate(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
+        from lada.models.training import evaluate
+
+        with client.log.phase("evaluation"):
+            result = evaluate(
+                client.model,
+                client.test,
+                batch_size=self.train.generation_batch_size,
+                max_new_tokens=self.train.max_new_tokens,
+            )
+        report = EvalReport(
+            accuracy=result.accuracy,
+            n=result.n,
+            per_domain=result.per_domain,
+            log=client.log.to_dict(),
+            selections=client.log.selections,
+        )
+        client.new_round()
+        return report
+
+    def receive_evaluate(
+        self, server: ServerParty, replies: dict[int, Payload], round_idx: int
+    ) -> None:
+        server.memory["reports"] = {cid: r for cid, r in replies.items()}

@@ -1,0 +1,83 @@
+"""Settings of each host framework, with their published defaults (see docs/method.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _HostConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FedCoTConfig(_HostConfig):
+    """FedCoT / distilling step-by-step: one-way LLM -> SLM rationale distillation."""
+
+    name: Literal["fedcot"] = "fedcot"
+    rationale_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="alpha of the multi-task loss alpha*L_rationale + (1-alpha)*L_label.",
+    )
+    label_prefix: str = Field(
+        "[label] ", description="Task prefix of the label task (answer only, no rationale)."
+    )
+
+
+class FedCoLLMConfig(_HostConfig):
+    """FedCoLLM: LoRA SLMs averaged by FedAvg; mutual LLM <-> SLM distillation on public data."""
+
+    name: Literal["fedcollm"] = "fedcollm"
+    kd_weight: float = Field(
+        1.0, ge=0, description="lambda in LM loss + lambda * KL on the public pool."
+    )
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KL term.")
+    top_k: int = Field(
+        32, ge=1, description="Top-k logits per position sent as the distillation target."
+    )
+    server_kd_epochs: int = Field(
+        1, ge=0, description="Epochs of mutual distillation on the server per round."
+    )
+
+
+class FedMKTConfig(_HostConfig):
+    """FedMKT: heterogeneous SLMs; top-k logits on the public pool, aligned across vocabularies."""
+
+    name: Literal["fedmkt"] = "fedmkt"
+    top_k: int = Field(128, ge=1, description="Top-k token logits kept per position.")
+    kd_weight: float = Field(0.9, ge=0, le=1, description="Weight of KD against the LM loss.")
+    kd_loss: Literal["kl", "ce"] = Field("kl", description="Distillation loss on aligned logits.")
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KD term.")
+    target_choice: Literal["lowest_ce", "weighted"] = Field(
+        "lowest_ce",
+        description="Per item, distil from the target with the lowest cross-entropy on the gold "
+        "path, or from a softmax(-CE)-weighted mean of the targets.",
+    )
+    client_public_epochs: int = Field(1, ge=0, description="KD epochs on public data per client.")
+    server_public_epochs: int = Field(1, ge=0, description="KD epochs on public data, server.")
+
+
+class CrossLMConfig(_HostConfig):
+    """CrossLM: the LLM writes task items, SLMs score them, both train on the kept ones."""
+
+    name: Literal["crosslm"] = "crosslm"
+    generate_per_round: int = Field(
+        120, ge=1, description="Items the LLM writes per round from public seed items."
+    )
+    keep_fraction: float = Field(
+        0.5, gt=0, le=1, description="Share of generated items kept by the SLMs' mean score."
+    )
+    score: Literal["likelihood", "agreement"] = Field(
+        "agreement",
+        description="SLM feedback: its per-token log-likelihood of the LLM's path, or whether "
+        "its own answer agrees with the LLM's.",
+    )
+    temperature: float = Field(0.8, gt=0, description="Sampling temperature of generation.")
+
+
+HostConfig = Annotated[
+    FedCoTConfig | FedCoLLMConfig | FedMKTConfig | CrossLMConfig, Field(discriminator="name")
+]
+HOST_NAMES = ("fedcot", "fedcollm", "fedmkt", "crosslm")

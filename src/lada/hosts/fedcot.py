@@ -1,0 +1,109 @@
+"""FedCoT / distilling step-by-step: one-way LLM -> SLM rationale distillation.
+
+Per round the server sends the LLM's paths on the public pool; each client fine-tunes on its
+private split, then learns from the LLM with the multi-task loss
+    alpha * L_rationale(prompt -> LLM path) + (1 - alpha) * L_label([label] prompt -> answer)
+The task prefix lets the label task share the model without a rationale; evaluation uses the
+plain prompt (rationale, then answer), the same for every host. The LLM is never updated, so its
+paths are written once and reused.
+
+With LaDa: the client's filter chooses which public items it learns from, and the loss on them
+is L_SFT + lambda * L_CD (see `lada.method`). The host's exchange is unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from lada.hosts.base import ClientParty, Host, ServerParty
+from lada.hosts.lada_steps import receive_with_lada
+from lada.hosts.payloads import Empty, Payload, PublicPaths
+from lada.hosts.steps import count_trained_tokens, private_sft, write_public_paths
+from lada.models.training import fit
+from lada.tasks.prompts import render_path, render_prompt
+
+
+class FedCoT(Host):
+    name: ClassVar[str] = "fedcot"
+    exchanges: ClassVar[tuple[str, ...]] = ("train",)
+
+    # ------------------------------------------------------------------ train
+    def send_train(
+        self, server: ServerParty, round_idx: int, client_ids: list[int]
+    ) -> dict[int, Payload]:
+        if "llm_paths" not in server.memory:  # the LLM is frozen: write its paths once
+            server.memory["llm_paths"] = write_public_paths(
+                server,
+                server.public_pool,
+                max_new_tokens=self.train.max_new_tokens,
+                batch_size=self.train.generation_batch_size,
+            )
+        return {cid: server.memory["llm_paths"] for cid in client_ids}
+
+    def client_train(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
+        assert isinstance(payload, PublicPaths)
+        seed = round_idx * 7919 + client.client_id
+        private_sft(
+            client,
+            client.train,
+            epochs=self.train.local_epochs,
+            batch_size=self.train.batch_size,
+            seed=seed,
+        )
+        if self.lada_enabled:
+            receive_with_lada(
+                client,
+                payload,
+                client.public_by_id(),
+                client.train,
+                round_idx=round_idx,
+                train=self.train,
+                seed=seed,
+            )
+        else:
+            self._multitask_distill(client, payload, seed)
+        return Empty()
+
+    def receive_train(
+        self, server: ServerParty, replies: dict[int, Payload], round_idx: int
+    ) -> None:
+        return None
+
+    # ---------------------------------------------------------------- helpers
+    def _multitask_distill(self, client: ClientParty, paths: PublicPaths, seed: int) -> None:
+        by_id = client.public_by_id()
+        items = [by_id[i] for i in paths.item_ids]
+        prompts = [render_prompt(it) for it in items]
+        label_prompts = [self.config.label_prefix + p for p in prompts]
+        labels = [render_path("", it.answer) for it in items]
+        alpha = self.config.rationale_weight
+        epochs = self.train.public_epochs
+        count_trained_tokens(client, prompts, paths.paths, epochs)
+        count_trained_tokens(client, label_prompts, labels, epochs)
+
+        def loss_fn(batch: list[int]) -> torch.Tensor:
+            n = len(batch)
+            # Rationale and label tasks of a batch share one padded forward pass.
+            scores = client.model.score_paths(
+                [prompts[i] for i in batch] + [label_prompts[i] for i in batch],
+                [paths.paths[i] for i in batch] + [labels[i] for i in batch],
+                grad=True,
+            )
+            rationale = -scores.total[:n].sum() / scores.n_tokens[:n].sum().clamp(min=1)
+            label = -scores.total[n:].sum() / scores.n_tokens[n:].sum().clamp(min=1)
+            return alpha * rationale + (1 - alpha) * label
+
+        lengths = [len(p) + len(q) for p, q in zip(prompts, paths.paths)]
+        with client.log.phase("distillation"):
+            losses = fit(
+                client.model,
+                lengths,
+                loss_fn,
+                epochs=epochs,
+                batch_size=self.train.batch_size,
+                seed=seed,
+                desc=f"{client.name} distill",
+            )
+        client.log.losses["distillation"].extend(losses)
