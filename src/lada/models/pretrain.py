@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
 from lada.models.presets import cache_dir, load_model
-from lada.models.training import sft
+from lada.models.training import sft, sft_on_paths
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.gym_suite import SUITES, build_suite
+from lada.tasks.prompts import gold_path, render_prompt
 
 #: Seed offset so pretraining items are drawn from streams the experiment's splits do not use.
 PRETRAIN_SEED_OFFSET = 10_000
@@ -90,14 +91,26 @@ def pretrained_llm(
         model = load_model(
             config.preset, device=device, seed=config.seed, learning_rate=config.learning_rate
         )
-        sft(
-            model,
-            items,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            desc=f"pretrain {config.preset}",
-        )
+        if config.loss_on_question:
+            texts = [render_prompt(it) + gold_path(it) for it in items]
+            sft_on_paths(
+                model,
+                [""] * len(texts),
+                texts,
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                desc=f"pretrain {config.preset}",
+            )
+        else:
+            sft(
+                model,
+                items,
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                desc=f"pretrain {config.preset}",
+            )
         model.save(Path(target))
     model = ReasoningModel.load(target, device=device)
     model.name = "llm"
