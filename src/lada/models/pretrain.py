@@ -42,6 +42,11 @@ class PretrainConfig(BaseModel):
         le=1,
         description="Share of items_per_domain kept for held-out domains (0 = left out).",
     )
+    loss_on_question: bool = Field(
+        True,
+        description="Train on the whole 'Q: ... A: ...' text, not only the path, so the LLM can "
+        "also write new task items (CrossLM needs this).",
+    )
     epochs: int = Field(4, ge=1, description="Passes over the pretraining items.")
     batch_size: int = Field(32, ge=1, description="Items per optimizer step.")
     learning_rate: float = Field(2e-3, gt=0, description="AdamW learning rate.")
