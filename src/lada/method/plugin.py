@@ -1,0 +1,427 @@
+"""`LadaPlugin`: the object every host calls to add LaDa to its rounds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lada.method.config import LadaConfig
+from lada.method.contrastive import (
+    DistillBatch,
+    LossParts,
+    PairLogprobs,
+    distillation_loss,
+    mean_nll,
+    path_statistics,
+    select_logprobs,
+)
+from lada.method.features import candidate_text, embed_texts, local_centroid
+from lada.method.filter import FilterFit, LearnabilityFilter
+from lada.method.pairs import DistillPair, PairReport, build_pairs
+from lada.method.rewards import (
+    batch_value,
+    contrastive_margin,
+    item_term,
+    learnability_gap,
+    loss_drop,
+    mix,
+    relative_decrease,
+)
+from lada.tasks.item import ReasoningItem
+from lada.tasks.prompts import render_prompt
+
+STATE_FORMAT = 1
+
+LocalData = Sequence[str] | np.ndarray | None
+
+
+def pair_name(sender: str, receiver: str) -> str:
+    """Key of a directed pair, e.g. `pair_name('llm', 'slm_0') == 'llm->slm_0'`."""
+    return f"{sender}->{receiver}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A public item offered to the receiver with the sender's path for it.
+
+    `sender_logprob` is the sender's own log p(path | prompt), summed over tokens (per-token
+    mean when `normalize_logprobs` is on); only the 'gap' item reward needs it.
+    """
+
+    item: ReasoningItem
+    path: str
+    sender_logprob: float | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the filter chose this round, with the features needed to learn from the outcome."""
+
+    pair: str
+    round_idx: int
+    candidates: list[Candidate]  # the selected candidates, best first
+    indices: np.ndarray  # their positions in the offered list
+    features: np.ndarray  # their feature rows, as the receiver saw them at selection time
+    scores: np.ndarray | None  # filter scores of every offered candidate (None when unscored)
+    strategy: str
+    n_offered: int
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+
+@dataclass
+class DistillBatchSet:
+    """The round's training pairs with everything measured before training started."""
+
+    pair: str
+    round_idx: int
+    pairs: list[DistillPair]
+    kept: np.ndarray  # positions in `Selection.candidates` of the items that got a pair
+    ref: PairLogprobs  # reference log-probs of positives and negatives (config normalisation)
+    ref_losses: np.ndarray  # per-item token-mean NLL of the positive before training
+    gap: np.ndarray | None  # raw 'gap' item reward, when `item_reward == 'gap'`
+    report: PairReport = field(default_factory=PairReport)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def batches(self, batch_size: int, *, seed: int) -> Iterator[DistillBatch]:
+        """One shuffled pass over the pairs in minibatches of `batch_size`."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        order = np.random.default_rng(seed).permutation(len(self.pairs))
+        for lo in range(0, len(order), batch_size):
+            rows = order[lo : lo + batch_size]
+            picked = [self.pairs[i] for i in rows]
+            index = torch.as_tensor(rows, dtype=torch.long)
+            yield DistillBatch(
+                prompts=tuple(p.prompt for p in picked),
+                positives=tuple(p.positive for p in picked),
+                negatives=tuple(p.negative for p in picked),
+                ref=PairLogprobs(self.ref.positive[index], self.ref.negative[index]),
+            )
+
+
+@dataclass(frozen=True)
+class RoundRewards:
+    """The rewards a round produced for one pair, and the filter update they drove."""
+
+    pair: str
+    round_idx: int
+    item_ids: list[str]
+    rewards: np.ndarray
+    r_item: np.ndarray
+    r_batch: float
+    b_before: float
+    b_after: float
+    fit: FilterFit | None
+
+    def summary(self) -> dict[str, float]:
+        mean = float(self.rewards.mean()) if len(self.rewards) else float("nan")
+        return {
+            "n": float(len(self.rewards)),
+            "reward_mean": mean,
+            "r_batch": self.r_batch,
+            "b_before": self.b_before,
+            "b_after": self.b_after,
+        }
+
+
+class LadaPlugin:
+    """LaDa as a plug-in: which public items a receiver trains on, and the loss it uses on them.
+
+    One instance lives on each receiving side (on client k for 'llm->slm_k'; on the server for
+    every 'slm_k->llm') and holds one `LearnabilityFilter` per directed pair it receives on. It
+    needs nothing private from any other party: candidates are public items with the sender's
+    paths, and the only local information used is the receiver's own local-data summary (an
+    embedding centroid) which never leaves the receiver's side.
+
+    A host calls four hooks per round and pair; a host that never calls them behaves exactly as
+    the original framework:
+
+    1. `select(receiver, candidates, pair=..., local_texts_or_embedding=..., round_idx=...,
+       budget=...) -> Selection`: featurises the candidates with the receiver, then picks them
+       (round 1: K-means clusters near the local centroid; later: f1 + w*f2 scores).
+    2. `prepare(receiver, selection) -> DistillBatchSet`: the receiver writes its own paths,
+       the correctness gate forms positive/negative pairs, and the reference log-probs (the
+       receiver at the start of the round) are recorded.
+    3. `loss(receiver, batch) -> LossParts`: L_SFT + lambda * L_CD for one minibatch from
+       `DistillBatchSet.batches`; the host backpropagates `parts.total` (or calls `fit`).
+    4. `observe(receiver, selection, batch_set) -> RoundRewards`: after training, the loss
+       change becomes rewards and the pair's filter learns from them.
+
+    `state_dict`/`load_state_dict` (and `save`/`load`) carry all filters and reward baselines.
+    """
+
+    def __init__(self, config: LadaConfig | None = None, *, device: str = "cpu") -> None:
+        self.config = config or LadaConfig()
+        self.device = device
+        self.filters: dict[str, LearnabilityFilter] = {}
+        #: B measured after the last round's training, per pair ('previous_round' baseline).
+        self.previous_b: dict[str, float] = {}
+
+    def filter(self, pair: str) -> LearnabilityFilter:
+        """The filter of a directed pair (created on first use)."""
+        if pair not in self.filters:
+            self.filters[pair] = LearnabilityFilter(self.config, name=pair, device=self.device)
+        return self.filters[pair]
+
+    # ------------------------------------------------------------------ hook 1
+    def select(
+        self,
+        receiver: Any,
+        candidates: Sequence[Candidate],
+        *,
+        pair: str,
+        local_texts_or_embedding: LocalData = None,
+        round_idx: int = 0,
+        budget: int | None = None,
+    ) -> Selection:
+        """Score the offered candidates for this receiver and pick this round's items.
+
+        `local_texts_or_embedding`: the receiver's own local texts (embedded here), their
+        embeddings [N, H] or centroid [H]; used only in round 1. A receiver without local data
+        of its own (the server LLM) passes None, and round 1 then takes a share of every
+        cluster. `budget=None` means `config.budget`.
+        """
+        candidates = list(candidates)
+        filt = self.filter(pair)
+        if not candidates:
+            return Selection(
+                pair,
+                round_idx,
+                [],
+                np.zeros(0, dtype=np.int64),
+                np.zeros((0, filt.in_dim or 0), dtype=np.float32),
+                None,
+                "empty",
+                0,
+            )
+        texts = [candidate_text(c.item, c.path) for c in candidates]
+        embeddings = embed_texts(receiver, texts, batch_size=self.config.inference_batch_size)
+        features = filt.featurize(embeddings)
+        centroid = None
+        if not filt.is_trained and local_texts_or_embedding is not None:
+            centroid = self._centroid(receiver, local_texts_or_embedding)
+        choice = filt.choose(features, budget=budget, local_centroid=centroid)
+        return Selection(
+            pair=pair,
+            round_idx=round_idx,
+            candidates=[candidates[i] for i in choice.indices],
+            indices=choice.indices,
+            features=features[choice.indices],
+            scores=choice.scores,
+            strategy=choice.strategy,
+            n_offered=len(candidates),
+        )
+
+    # ------------------------------------------------------------------ hook 2
+    def prepare(self, receiver: Any, selection: Selection) -> DistillBatchSet:
+        """Receiver's own paths, gated pairs, and reference log-probs before any update."""
+        config = self.config
+        items = [c.item for c in selection.candidates]
+        prompts = [render_prompt(item) for item in items]
+        receiver_paths = (
+            receiver.generate_paths(
+                prompts,
+                max_new_tokens=config.negative_max_new_tokens,
+                do_sample=config.negative_do_sample,
+                temperature=config.negative_temperature,
+                batch_size=config.inference_batch_size,
+                seed=config.seed + selection.round_idx,
+            )
+            if prompts
+            else []
+        )
+        sender_paths = [c.path for c in selection.candidates]
+        pairs, kept, report = build_pairs(items, sender_paths, receiver_paths, config)
+        n = len(pairs)
+        totals, counts = path_statistics(
+            receiver,
+            [p.prompt for p in pairs] * 2,
+            [p.positive for p in pairs] + [p.negative for p in pairs],
+            batch_size=config.inference_batch_size,
+        )
+        logprobs = select_logprobs(totals, counts, config.normalize_logprobs)
+        ref = PairLogprobs(
+            torch.as_tensor(logprobs[:n], dtype=torch.float64),
+            torch.as_tensor(logprobs[n:], dtype=torch.float64),
+        )
+        gap = None
+        if config.item_reward == "gap":
+            gap = self._gap(receiver, selection, pairs, kept, logprobs[:n])
+        return DistillBatchSet(
+            pair=selection.pair,
+            round_idx=selection.round_idx,
+            pairs=pairs,
+            kept=np.asarray(kept, dtype=np.int64),
+            ref=ref,
+            ref_losses=mean_nll(totals[:n], counts[:n]),
+            gap=gap,
+            report=report,
+        )
+
+    # ------------------------------------------------------------------ hook 3
+    def loss(self, receiver: Any, batch: DistillBatch) -> LossParts:
+        """L_SFT + lambda * L_CD on one minibatch (one forward pass for y+ and y-)."""
+        return distillation_loss(receiver, batch, batch.ref, self.config)
+
+    def fit(
+        self,
+        receiver: Any,
+        batch_set: DistillBatchSet,
+        *,
+        epochs: int,
+        batch_size: int,
+        seed: int,
+    ) -> list[dict[str, float]]:
+        """Convenience loop for hosts without their own: `loss` + `receiver.train_step`."""
+        history = []
+        for epoch in range(epochs):
+            for batch in batch_set.batches(batch_size, seed=seed + epoch):
+                parts = self.loss(receiver, batch)
+                receiver.train_step(parts.total)
+                history.append(parts.as_floats())
+        return history
+
+    # ------------------------------------------------------------------ hook 4
+    def observe(
+        self, receiver: Any, selection: Selection, batch_set: DistillBatchSet
+    ) -> RoundRewards:
+        """Turn the receiver's loss change on the trained items into rewards; update the filter.
+
+        Sign convention: a falling loss gives a positive reward (see `lada.method.rewards`).
+        """
+        config = self.config
+        pair = selection.pair
+        ids = [p.item.id for p in batch_set.pairs]
+        if len(batch_set) == 0:
+            empty = np.zeros(0)
+            return RoundRewards(
+                pair, selection.round_idx, ids, empty, empty, 0.0, float("nan"), float("nan"), None
+            )
+        n = len(batch_set)
+        need_negatives = config.item_reward == "margin"
+        prompts = [p.prompt for p in batch_set.pairs]
+        paths = [p.positive for p in batch_set.pairs]
+        if need_negatives:
+            prompts, paths = prompts * 2, paths + [p.negative for p in batch_set.pairs]
+        totals, counts = path_statistics(
+            receiver, prompts, paths, batch_size=config.inference_batch_size
+        )
+        losses_after = mean_nll(totals[:n], counts[:n])
+        b_before = batch_value(batch_set.ref_losses)
+        b_after = batch_value(losses_after)
+        baseline = b_before
+        if config.batch_reward_baseline == "previous_round" and pair in self.previous_b:
+            baseline = self.previous_b[pair]
+        r_batch = relative_decrease(baseline, b_after)
+        raw = self._raw_item_reward(batch_set, totals, counts, losses_after)
+        r_item = item_term(raw)
+        rewards = mix(r_item, r_batch, config.alpha)
+        fit = self.filter(pair).update(selection.features[batch_set.kept], rewards)
+        self.previous_b[pair] = b_after
+        return RoundRewards(
+            pair, selection.round_idx, ids, rewards, r_item, r_batch, b_before, b_after, fit
+        )
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "config": self.config.model_dump(mode="json"),
+            "filters": {pair: f.state_dict() for pair, f in self.filters.items()},
+            "previous_b": dict(self.previous_b),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore filters and baselines; the saved config must equal this plug-in's."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"plug-in state: unknown format {state.get('format')!r}")
+        if LadaConfig(**state["config"]) != self.config:
+            raise ValueError("plug-in state: saved config differs from this plug-in's config")
+        self.filters = {}
+        for pair, filter_state in state["filters"].items():
+            self.filter(pair).load_state_dict(filter_state)
+        self.previous_b = {k: float(v) for k, v in state["previous_b"].items()}
+
+    def save(self, path: Path | str) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: Path | str, *, device: str = "cpu") -> LadaPlugin:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        plugin = cls(LadaConfig(**state["config"]), device=device)
+        plugin.load_state_dict(state)
+        return plugin
+
+    # ------------------------------------------------------------------ internals
+    def _centroid(self, receiver: Any, local: Sequence[str] | np.ndarray) -> np.ndarray:
+        if isinstance(local, np.ndarray):
+            array = np.asarray(local, dtype=np.float64)
+            return array if array.ndim == 1 else local_centroid(array)
+        texts = list(local)
+        if not texts:
+            raise ValueError("local_texts_or_embedding: empty; pass None when there is no data")
+        return local_centroid(
+            embed_texts(receiver, texts, batch_size=self.config.inference_batch_size)
+        )
+
+    def _gap(
+        self,
+        receiver: Any,
+        selection: Selection,
+        pairs: list[DistillPair],
+        kept: list[int],
+        positive_logprobs: np.ndarray,
+    ) -> np.ndarray:
+        """log p_sender(path) - log p_receiver(path) on the sender's path, at round start."""
+        candidates = [selection.candidates[i] for i in kept]
+        missing = [c.item.id for c in candidates if c.sender_logprob is None]
+        if missing:
+            raise ValueError(
+                f"Candidate.sender_logprob: required by item_reward='gap' but missing for items "
+                f"{missing[:3]} (pair {selection.pair!r}); send it, or use 'loss_drop'/'margin'"
+            )
+        receiver_lp = positive_logprobs.copy()
+        other = [k for k, p in enumerate(pairs) if p.positive_source != "sender"]
+        if other:
+            totals, counts = path_statistics(
+                receiver,
+                [pairs[k].prompt for k in other],
+                [candidates[k].path for k in other],
+                batch_size=self.config.inference_batch_size,
+            )
+            receiver_lp[other] = select_logprobs(totals, counts, self.config.normalize_logprobs)
+        sender_lp = np.array([float(c.sender_logprob) for c in candidates])  # type: ignore[arg-type]
+        return learnability_gap(sender_lp, receiver_lp)
+
+    def _raw_item_reward(
+        self,
+        batch_set: DistillBatchSet,
+        totals: np.ndarray,
+        counts: np.ndarray,
+        losses_after: np.ndarray,
+    ) -> np.ndarray:
+        kind = self.config.item_reward
+        if kind == "gap":
+            assert batch_set.gap is not None
+            return batch_set.gap
+        if kind == "loss_drop":
+            return loss_drop(batch_set.ref_losses, losses_after)
+        n = len(batch_set)
+        after = select_logprobs(totals, counts, self.config.normalize_logprobs)
+        return contrastive_margin(
+            after[:n],
+            after[n:],
+            batch_set.ref.positive.double().numpy(),
+            batch_set.ref.negative.double().numpy(),
+        )

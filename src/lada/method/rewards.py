@@ -1,0 +1,125 @@
+"""Rewards that train the learnability filter (paper Eq. 5/6, reconstructed).
+
+Sign convention: a reward is *positive when the receiver's loss falls*. The population term
+compares B = mean(exp(loss)) over the selected set before and after (or between rounds):
+
+    r_batch = (B_prev - B) / max(B_prev, B)        in (-1, 1), > 0 when the loss decreased
+
+Per-item loss is the receiver's mean token negative log-likelihood of the item's positive path,
+so exp(loss) is the item's perplexity and B stays finite whatever the path length.
+
+The per-item term r_item is a raw learnability signal min-max-normalised over the selected set
+(one of three options, see `LadaConfig.item_reward`):
+
+- gap: log p_sender(path) - log p_receiver(path); large = the sender still knows much more.
+- margin: (log pi(y+) - log ref(y+)) - (log pi(y-) - log ref(y-)) after the round's training;
+  large = the contrastive objective moved the receiver far towards the positive.
+- loss_drop (a project extension, not in the paper): loss before minus loss after the round's
+  training; large = the receiver learned the item.
+
+The filter's target is r = alpha * sigmoid(r_item) + (1 - alpha) * sigmoid(r_batch).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+#: Value given to every item when min-max normalisation has nothing to spread (all raw values
+#: equal): the middle of [0, 1], i.e. "no information either way".
+NO_SPREAD_VALUE = 0.5
+
+
+def _as_vector(values: ArrayLike, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}: contains non-finite values")
+    return array
+
+
+def batch_value(losses: ArrayLike) -> float:
+    """B = mean over items of exp(loss_i)."""
+    array = _as_vector(losses, "losses")
+    if array.size == 0:
+        raise ValueError("losses: empty; B needs at least one item")
+    return float(np.mean(np.exp(array)))
+
+
+def relative_decrease(previous: float, current: float) -> float:
+    """(previous - current) / max(previous, current): positive when the value fell."""
+    if previous <= 0 or current <= 0:
+        raise ValueError(f"B: must be positive, got previous={previous}, current={current}")
+    return (previous - current) / max(previous, current)
+
+
+def batch_term(prev_losses: ArrayLike, losses: ArrayLike) -> float:
+    """r_batch from two loss tables: relative decrease of B = mean(exp(loss))."""
+    return relative_decrease(batch_value(prev_losses), batch_value(losses))
+
+
+def minmax(values: ArrayLike) -> np.ndarray:
+    """Scale to [0, 1] over the given values; all-equal values map to `NO_SPREAD_VALUE`."""
+    array = _as_vector(values, "values")
+    if array.size == 0:
+        return array
+    low, high = float(array.min()), float(array.max())
+    if high - low <= 0.0:
+        return np.full_like(array, NO_SPREAD_VALUE)
+    return (array - low) / (high - low)
+
+
+def learnability_gap(sender_logprobs: ArrayLike, receiver_logprobs: ArrayLike) -> np.ndarray:
+    """Raw 'gap': log p_sender(path) - log p_receiver(path) per item."""
+    sender = _as_vector(sender_logprobs, "sender_logprobs")
+    receiver = _as_vector(receiver_logprobs, "receiver_logprobs")
+    if sender.shape != receiver.shape:
+        raise ValueError(f"logprobs: shapes differ, {sender.shape} vs {receiver.shape}")
+    return sender - receiver
+
+
+def contrastive_margin(
+    policy_pos: ArrayLike, policy_neg: ArrayLike, ref_pos: ArrayLike, ref_neg: ArrayLike
+) -> np.ndarray:
+    """Raw 'margin': (pi(y+) - ref(y+)) - (pi(y-) - ref(y-)) per item."""
+    arrays = [
+        _as_vector(v, n)
+        for v, n in (
+            (policy_pos, "policy_pos"),
+            (policy_neg, "policy_neg"),
+            (ref_pos, "ref_pos"),
+            (ref_neg, "ref_neg"),
+        )
+    ]
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"logprobs: shapes differ, {[a.shape for a in arrays]}")
+    pp, pn, rp, rn = arrays
+    return (pp - rp) - (pn - rn)
+
+
+def loss_drop(losses_before: ArrayLike, losses_after: ArrayLike) -> np.ndarray:
+    """Raw 'loss_drop': per-item loss before minus after training (positive = learned)."""
+    before = _as_vector(losses_before, "losses_before")
+    after = _as_vector(losses_after, "losses_after")
+    if before.shape != after.shape:
+        raise ValueError(f"losses: shapes differ, {before.shape} vs {after.shape}")
+    return before - after
+
+
+def item_term(raw: ArrayLike) -> np.ndarray:
+    """r_item: the chosen raw per-item signal, min-max-normalised over the selected set."""
+    return minmax(raw)
+
+
+def sigmoid(values: ArrayLike) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    return 0.5 * (1.0 + np.tanh(0.5 * array))  # overflow-free logistic
+
+
+def mix(r_item: ArrayLike, r_batch: float, alpha: float) -> np.ndarray:
+    """Training target r_i = alpha * sigmoid(r_item_i) + (1 - alpha) * sigmoid(r_batch)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: must lie in [0, 1], got {alpha}")
+    item = _as_vector(r_item, "r_item")
+    return alpha * sigmoid(item) + (1.0 - alpha) * float(sigmoid(r_batch))
