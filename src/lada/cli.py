@@ -6,7 +6,7 @@ import typer
 
 from lada.experiments.data_cli import data_app
 from lada.experiments.local_cli import local_app
-from lada.experiments.run_cli import run
+from lada.experiments.run_cli import compare_cmd, run
 
 app = typer.Typer(
     name="lada",
@@ -18,6 +18,7 @@ app.add_typer(data_app, name="data", help="Validate and inspect reasoning data."
 app.add_typer(local_app, name="local", help="Train and evaluate one model locally (no federation).")
 
 app.command("run")(run)
+app.command("compare")(compare_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

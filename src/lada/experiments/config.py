@@ -79,6 +79,17 @@ class TrainConfig(_Strict):
     )
 
 
+class EvalConfig(_Strict):
+    """How the experimenter measures the models (outside the federation's exchanges)."""
+
+    llm_rounds: Literal["all", "first_last", "none"] = Field(
+        "all", description="When the LLM is scored on the union of client test splits."
+    )
+    llm_max_items_per_client: int | None = Field(
+        None, ge=1, description="Score the LLM on at most this many test items per client."
+    )
+
+
 class ExperimentConfig(_Strict):
     """One experiment: data, models, host, LaDa and the run's own settings."""
 
@@ -98,6 +109,7 @@ class ExperimentConfig(_Strict):
         description="One spec for every client, or one per client.",
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluation: EvalConfig = Field(default_factory=EvalConfig)
     host: HostConfig = Field(default_factory=FedCoTConfig)
     lada_enabled: bool = Field(True, description="Plug LaDa into the host (false = host alone).")
     lada: LadaConfig = Field(default_factory=LadaConfig)

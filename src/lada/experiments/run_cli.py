@@ -38,3 +38,31 @@ def run(
     result = run_experiment(cfg, console=console)
     console.print(client_table(result.summary))
     console.print(f"run folder: {result.run_dir}")
+
+
+def compare_cmd(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="TOML or YAML config."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    seeds: list[int] = typer.Option([], "--seed", help="Seeds (repeatable); default: config."),
+    variants: list[str] = typer.Option(
+        [], "--variant", help="Variants to run (repeatable); default: all."
+    ),
+    out: Path | None = typer.Option(None, help="Output folder (default under output_dir)."),
+) -> None:
+    """Host alone vs host + LaDa and its ablations over seeds: a Markdown table and plots."""
+    console = Console()
+    try:
+        cfg = load_config(config, list(set_))
+    except ConfigError as err:
+        console.print(f"[red]invalid config[/]\n{err}")
+        raise typer.Exit(2) from None
+    from lada.experiments.compare import VARIANTS, compare
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        console.print(f"[red]unknown variants {unknown}; known: {list(VARIANTS)}[/]")
+        raise typer.Exit(2)
+    folder = compare(
+        cfg, variants=variants or tuple(VARIANTS), seeds=seeds or None, out=out, console=console
+    )
+    console.print(f"comparison folder: {folder}")

@@ -116,10 +116,11 @@ class Runner:
                 _append_jsonl(self.run_dir / "selections.jsonl", rec)
         accs = [r.accuracy for r in reports.values()]
         record["mean_slm_accuracy"] = sum(accs) / len(accs) if accs else 0.0
-        if self.evaluate_llm:
+        if self._scores_llm(round_idx):
             # A measurement by the experimenter, not a federation step: the LLM is scored on
             # the union of the clients' test splits (no party sees another's items).
-            union = [it for c in fed.clients for it in c.test]
+            cap = self.config.evaluation.llm_max_items_per_client
+            union = [it for c in fed.clients for it in c.test[:cap]]
             with fed.server.log.phase("evaluation"):
                 llm_eval = evaluate(
                     fed.server.model,
@@ -135,6 +136,12 @@ class Runner:
         record["traffic"] = traffic.to_dict()
         record["wall_seconds"] = time.perf_counter() - started
         return record
+
+    def _scores_llm(self, round_idx: int) -> bool:
+        when = self.config.evaluation.llm_rounds
+        if not self.evaluate_llm or when == "none":
+            return False
+        return when == "all" or round_idx in (0, self.config.rounds)
 
     def run(self) -> RunResult:
         fed = self.federation

@@ -1,0 +1,125 @@
+"""`lada compare CONFIG`: the host alone, host + LaDa and the ablations, over several seeds.
+
+Variants (each a set of config overrides on the same base config):
+  host            the host framework alone (LaDa off)
+  lada            host + LaDa
+  random          LaDa with random selection at the same item count (no filter)
+  exploit_only    LaDa without the exploration network f2
+  sft_only        LaDa without the contrastive term (lambda = 0)
+Writes `compare.md` (mean and spread per variant), `compare.json`, and plots into one folder.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from lada.experiments.config import ExperimentConfig
+from lada.experiments.runner import run_experiment
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "host": {"lada_enabled": False},
+    "lada": {"lada_enabled": True},
+    "random": {"lada_enabled": True, "lada.selection_mode": "random"},
+    "exploit_only": {"lada_enabled": True, "lada.selection_mode": "exploit_only"},
+    "sft_only": {"lada_enabled": True, "lada.cd_weight": 0.0},
+}
+
+
+def variant_config(base: ExperimentConfig, variant: str, seed: int, out: Path) -> ExperimentConfig:
+    data = base.model_dump(mode="json")
+    data.update(seed=seed, output_dir=str(out / variant), name=variant)
+    for key, value in VARIANTS[variant].items():
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return ExperimentConfig.model_validate(data)
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Mean and sample standard deviation over seeds of each variant's final accuracies."""
+    table = {}
+    for variant, summaries in results.items():
+        slm = [s["final"]["mean_slm_accuracy"] for s in summaries]
+        llm = [
+            s["final"]["llm_accuracy"] for s in summaries if s["final"]["llm_accuracy"] is not None
+        ]
+        start = [s["start"]["mean_slm_accuracy"] for s in summaries]
+        table[variant] = {
+            "seeds": [s["seed"] for s in summaries],
+            "slm_mean": _mean_sd(slm),
+            "llm": _mean_sd(llm),
+            "slm_start": _mean_sd(start),
+            "bytes": _mean_sd([s["total_bytes"] for s in summaries]),
+            "seconds": _mean_sd([s["wall_seconds"] for s in summaries]),
+            "per_seed_slm": slm,
+        }
+    return table
+
+
+def markdown_table(table: dict[str, dict[str, Any]], host: str) -> str:
+    def pct(pair: tuple[float, float]) -> str:
+        return f"{100 * pair[0]:.1f} ± {100 * pair[1]:.1f}"
+
+    lines = [
+        f"| {host} variant | mean SLM acc. (%) | LLM acc. (%) | SLM acc. at round 0 (%) "
+        "| MB sent | wall s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for variant, row in table.items():
+        lines.append(
+            f"| {variant} | {pct(row['slm_mean'])} | {pct(row['llm'])} | {pct(row['slm_start'])} "
+            f"| {row['bytes'][0] / 1e6:.2f} | {row['seconds'][0]:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def compare(
+    base: ExperimentConfig,
+    *,
+    variants: Sequence[str] = tuple(VARIANTS),
+    seeds: Sequence[int] | None = None,
+    out: Path | None = None,
+    console: Console | None = None,
+) -> Path:
+    console = console or Console(stderr=True)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"variants: unknown {unknown}; known: {list(VARIANTS)}")
+    seeds = list(seeds if seeds is not None else base.seeds)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = out or Path(base.output_dir) / f"compare-{base.name}-{base.host.name}-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    run_dirs: dict[str, list[str]] = {v: [] for v in variants}
+    for seed in seeds:
+        for variant in variants:
+            console.print(f"[bold]compare[/] {variant} seed {seed}")
+            result = run_experiment(variant_config(base, variant, seed, out), console=console)
+            results[variant].append(result.summary)
+            run_dirs[variant].append(str(result.run_dir))
+    table = summarize(results)
+    (out / "compare.json").write_text(
+        json.dumps({"table": table, "runs": run_dirs, "host": base.host.name}, indent=2)
+    )
+    (out / "compare.md").write_text(markdown_table(table, base.host.name))
+    from lada.experiments.plots import plot_accuracy, plot_selections
+
+    plot_accuracy(run_dirs, out / "accuracy.png")
+    plot_selections(run_dirs, out / "selections.png")
+    console.print((out / "compare.md").read_text())
+    return out
