@@ -34,15 +34,19 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Where items come from and how they are split into a public pool and client splits."""
 
-    suite: str | None = Field("default", description="Built-in task suite (lada.tasks.gym_suite).")
+    suite: str | None = Field(
+        None, description="Built-in task suite (lada.tasks.gym_suite); 'default' if no path."
+    )
     path: str | None = Field(None, description="Data file instead of a suite (GSM8K, SVAMP, ...).")
     format: str = Field("auto", description="Format of `path`: gsm8k|svamp|mc|bigbench|auto.")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Public pool + clients.")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        if (self.suite is None) == (self.path is None):
-            raise ValueError("set exactly one of data.suite and data.path")
+        if self.suite is not None and self.path is not None:
+            raise ValueError("set data.suite or data.path, not both")
+        if self.suite is None and self.path is None:
+            self.suite = "default"
         return self
 
 

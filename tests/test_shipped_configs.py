@@ -1,0 +1,39 @@
+"""Every config shipped in configs/ validates, so a user can run it unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lada.experiments.config import load_config
+from lada.models.presets import HUB_PRESETS, TINY_PRESETS
+from lada.tasks.gym_suite import SUITES
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+
+
+def test_configs_are_shipped() -> None:
+    names = {p.stem for p in CONFIGS}
+    assert {"quickstart", "paper-scale", "fedcot", "fedcollm", "fedmkt", "crosslm"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_config_is_valid_and_names_known_models(path: Path) -> None:
+    config = load_config(path)
+    known = set(TINY_PRESETS) | set(HUB_PRESETS) | {"smollm2-135m"}
+    assert config.llm.preset in known
+    assert all(spec.preset in known for spec in config.slms)
+    if config.data.suite is not None:
+        suite_domains = {spec.name for spec in SUITES[config.data.suite].domains}
+        for domains in config.data.split.client_domains or []:
+            assert set(domains) <= suite_domains, f"{path.name}: unknown client domain"
+        held_out = set(config.llm.pretrain.held_out_domains) if config.llm.pretrain else set()
+        assert held_out <= suite_domains
+
+
+def test_paper_scale_matches_the_paper() -> None:
+    config = load_config(Path(__file__).parents[1] / "configs" / "paper-scale.toml")
+    split = config.data.split
+    assert (split.n_public, split.n_clients, split.n_train, split.n_test) == (1000, 3, 1000, 500)
+    assert config.rounds == 5 and len(config.seeds) == 3
