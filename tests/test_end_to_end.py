@@ -53,7 +53,13 @@ def test_host_runs_end_to_end_and_keeps_private_items_private(tmp_path, host: st
     result = runner.run()
 
     files = {p.name for p in result.run_dir.iterdir()}
-    assert {"config.toml", "config.json", "metrics.jsonl", "summary.json"} <= files
+    assert {
+        "config.toml",
+        "config.json",
+        "metrics.jsonl",
+        "selections.jsonl",
+        "summary.json",
+    } <= files
     records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records] == [0, 1]
     last = records[-1]
@@ -65,7 +71,8 @@ def test_host_runs_end_to_end_and_keeps_private_items_private(tmp_path, host: st
     assert last["traffic"]["total_bytes"] > 0
     assert any(k.startswith("evaluate/up/eval_report") for k in last["traffic"]["bytes"])
 
-    if lada:
+    kept = last["server_log"]["counters"].get("kept", 0)
+    if lada and not (host == "crosslm" and kept == 0):
         selections = [
             json.loads(x) for x in (result.run_dir / "selections.jsonl").read_text().splitlines()
         ]
@@ -85,7 +92,13 @@ def test_host_runs_end_to_end_and_keeps_private_items_private(tmp_path, host: st
         not (p.detach() == before[n]).all()
         for n, p in result.federation.server.model.model.named_parameters()
     )
-    assert llm_changed == (host != "fedcot"), "only FedCoT leaves the LLM frozen"
+    if host == "fedcot":
+        assert not llm_changed, "FedCoT leaves the LLM frozen"
+    elif host == "crosslm":
+        # CrossLM trains the LLM only on kept generations; a barely pretrained LLM may write none.
+        assert llm_changed == (kept > 0)
+    else:
+        assert llm_changed
 
 
 def test_audit_catches_a_leaked_private_question(tmp_path) -> None:

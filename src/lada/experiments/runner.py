@@ -97,6 +97,7 @@ class Runner:
         )
         (self.run_dir / "config.toml").write_text(dump_config(config))
         (self.run_dir / "config.json").write_text(config.model_dump_json(indent=2))
+        (self.run_dir / "selections.jsonl").touch()  # empty when no filter selected anything
         self.history: list[dict[str, Any]] = []
 
     # ----------------------------------------------------------------- rounds

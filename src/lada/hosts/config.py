@@ -57,6 +57,15 @@ class FedMKTConfig(_HostConfig):
     )
     client_public_epochs: int = Field(1, ge=0, description="KD epochs on public data per client.")
     server_public_epochs: int = Field(1, ge=0, description="KD epochs on public data, server.")
+    ce_unit: Literal["token", "character"] = Field(
+        "token",
+        description="Unit of the cross-entropy that picks targets: per token of each model's "
+        "own tokenizer (as published), or per character of the gold path (one scale for "
+        "models whose tokenizers differ).",
+    )
+    logit_dtype: Literal["float16", "float32"] = Field(
+        "float16", description="Wire type of the top-k log-probabilities (float16 halves bytes)."
+    )
 
 
 class CrossLMConfig(_HostConfig):
@@ -75,6 +84,23 @@ class CrossLMConfig(_HostConfig):
         "its own answer agrees with the LLM's.",
     )
     temperature: float = Field(0.8, gt=0, description="Sampling temperature of generation.")
+    max_new_tokens: int = Field(
+        128,
+        ge=1,
+        description="Longest item (question, then path) the LLM may write, in its tokens.",
+    )
+    max_prefix_words: int = Field(
+        4,
+        ge=0,
+        description="The generation prompt is 'Q: ' plus the seed question's leading non-digit "
+        "text, cut to this many words (a seed without digits still leaves a question to write).",
+    )
+    steer_boost: float = Field(
+        1.0,
+        ge=0,
+        description="Added to a seed item's sampling weight (initially 1) for each of its "
+        "generations the SLMs' scores kept; 0 = uniform seed sampling every round.",
+    )
 
 
 HostConfig = Annotated[

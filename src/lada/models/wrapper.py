@@ -132,14 +132,20 @@ class ReasoningModel:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts of texts under this model's tokenizer (for token-budget accounting)."""
+        if not texts:
+            return []
         return [
             len(row) for row in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         ]
 
-    def _pack(
+    def pack(
         self, prompts: Sequence[str], paths: Sequence[str]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right-padded prompt+path ids, attention mask and a mask of path-token targets."""
+        """Right-padded prompt+path ids, attention mask and a mask of path-token targets.
+
+        Public for hosts that need raw logits over paths (logit distillation): position t of
+        the mask marks whether logits[:, t] predicts a path token.
+        """
         if len(prompts) != len(paths):
             raise ValueError(f"paths: {len(paths)} paths for {len(prompts)} prompts")
         rows, starts = [], []
@@ -173,7 +179,7 @@ class ReasoningModel:
         Callers that need several paths per prompt (a positive and a negative) put them in one
         list, so the model runs once per batch.
         """
-        input_ids, attention, target_mask = self._pack(prompts, paths)
+        input_ids, attention, target_mask = self.pack(prompts, paths)
         with torch.set_grad_enabled(grad):
             logits = self.model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
             logits = logits.float()
