@@ -99,6 +99,11 @@ SETUP = "setup"
 EVALUATE = "evaluate"
 
 
+def step_seed(round_idx: int, offset: int) -> int:
+    """Seed of one step: distinct per round and per party or step (`offset`), fixed per run."""
+    return round_idx * 7919 + offset
+
+
 class Host(ABC):
     """A collaboration framework as a fixed sequence of exchanges per round.
 
@@ -140,6 +145,20 @@ class Host(ABC):
         if step is None:
             raise KeyError(f"{self.name}: no step {role}_{exchange}")
         return step
+
+    def train_private(self, client: ClientParty, round_idx: int) -> int:
+        """The local SFT every host starts a client's round with; returns the step's seed."""
+        from lada.hosts.steps import private_sft
+
+        seed = step_seed(round_idx, client.client_id)
+        private_sft(
+            client,
+            client.train,
+            epochs=self.train.local_epochs,
+            batch_size=self.train.batch_size,
+            seed=seed,
+        )
+        return seed
 
     # ----------------------------------------------------------------- setup
     def send_setup(

@@ -43,10 +43,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from lada.hosts.base import ClientParty, Host, ServerParty
+from lada.hosts.base import ClientParty, Host, ServerParty, step_seed
 from lada.hosts.lada_steps import receive_with_lada
 from lada.hosts.payloads import Empty, Payload, PayloadError, PublicItems, PublicPaths
-from lada.hosts.steps import paths_sft, private_sft, write_public_paths
+from lada.hosts.steps import paths_sft, write_public_paths
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.answers import extract_answer, is_correct
 from lada.tasks.item import ReasoningItem
@@ -253,14 +253,7 @@ class CrossLM(Host):
     def client_train(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
         if not isinstance(payload, PublicPaths):
             raise PayloadError(f"crosslm: train expects public_paths, got {payload.kind}")
-        seed = round_idx * 7919 + client.client_id
-        private_sft(
-            client,
-            client.train,
-            epochs=self.train.local_epochs,
-            batch_size=self.train.batch_size,
-            seed=seed,
-        )
+        seed = self.train_private(client, round_idx)
         by_id: dict[str, ReasoningItem] = client.memory.get("generated_by_id", {})
         unknown = [i for i in payload.item_ids if i not in by_id]
         if unknown:
@@ -301,7 +294,7 @@ class CrossLM(Host):
                 llm_paths.paths,
                 epochs=self.train.llm_epochs,
                 batch_size=self.train.batch_size,
-                seed=round_idx * 7919 + 999,
+                seed=step_seed(round_idx, 999),
                 phase="self_training",
             )
             return
@@ -323,7 +316,7 @@ class CrossLM(Host):
                 server.public_pool,
                 round_idx=round_idx,
                 train=self.train,
-                seed=round_idx * 7919 + 1000 + cid,
+                seed=step_seed(round_idx, 1000 + cid),
             )
 
     # ---------------------------------------------------------------- helpers
@@ -336,7 +329,7 @@ class CrossLM(Host):
             "seed_weights", {it.id: 1.0 for it in pool}
         )
         p = np.array([weights[it.id] for it in pool], dtype=np.float64)
-        rng = np.random.default_rng(round_idx * 7919 + 17)
+        rng = np.random.default_rng(step_seed(round_idx, 17))
         picks = rng.choice(len(pool), size=self.config.generate_per_round, p=p / p.sum())
         seeds = [pool[i] for i in picks]
         prefixes = [seed_prefix(s.question, self.config.max_prefix_words) for s in seeds]
@@ -347,7 +340,7 @@ class CrossLM(Host):
                 do_sample=True,
                 temperature=self.config.temperature,
                 batch_size=self.train.generation_batch_size,
-                seed=round_idx * 7919 + 31,
+                seed=step_seed(round_idx, 31),
             )
         known = {normalize_question(it.question) for it in pool}
         items = []

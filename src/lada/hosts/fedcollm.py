@@ -52,10 +52,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lada.hosts.base import ClientParty, Host, ServerParty
+from lada.hosts.base import ClientParty, Host, ServerParty, step_seed
 from lada.hosts.lada_steps import receive_with_lada
 from lada.hosts.payloads import Payload, PayloadError, PublicPaths, Weights
-from lada.hosts.steps import private_sft, write_public_paths
+from lada.hosts.steps import write_public_paths
 from lada.models.training import length_bucketed_batches
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.prompts import gold_path, render_prompt
@@ -399,18 +399,11 @@ class FedCoLLM(Host):
     def client_train(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
         if not isinstance(payload, GlobalAdapter):
             raise PayloadError(f"fedcollm: client train expects global_adapter, got {payload.kind}")
-        seed = round_idx * 7919 + client.client_id
         with client.log.phase("aggregation"):
             if payload.base_source:
                 self._rebuild_base(client, payload)
             load_adapter(client.model, payload.tensors)
-        private_sft(
-            client,
-            client.train,
-            epochs=self.train.local_epochs,
-            batch_size=self.train.batch_size,
-            seed=seed,
-        )
+        seed = self.train_private(client, round_idx)
         reply = AdapterUpdate(num_examples=len(client.train))
         if self.lada_enabled:
             receive_with_lada(
@@ -460,7 +453,7 @@ class FedCoLLM(Host):
                     server.public_pool,
                     round_idx=round_idx,
                     train=self.train,
-                    seed=round_idx * 7919 + 1000 + cid,
+                    seed=step_seed(round_idx, 1000 + cid),
                 )
         else:
             self._server_distill(server, slm, round_idx)
@@ -486,7 +479,7 @@ class FedCoLLM(Host):
                 top_k=self.config.top_k,
                 epochs=epochs,
                 batch_size=self.train.batch_size,
-                seed=round_idx * 7919 + 999,
+                seed=step_seed(round_idx, 999),
             )
         server.log.losses["kd_llm_to_slm"].extend(history["slm"])
         server.log.losses["kd_slm_to_llm"].extend(history["llm"])

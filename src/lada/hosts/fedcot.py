@@ -20,7 +20,7 @@ import torch
 from lada.hosts.base import ClientParty, Host, ServerParty
 from lada.hosts.lada_steps import receive_with_lada
 from lada.hosts.payloads import Empty, Payload, PublicPaths
-from lada.hosts.steps import count_trained_tokens, private_sft, write_public_paths
+from lada.hosts.steps import count_trained_tokens, write_public_paths
 from lada.models.training import fit
 from lada.tasks.prompts import render_path, render_prompt
 
@@ -44,14 +44,7 @@ class FedCoT(Host):
 
     def client_train(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
         assert isinstance(payload, PublicPaths)
-        seed = round_idx * 7919 + client.client_id
-        private_sft(
-            client,
-            client.train,
-            epochs=self.train.local_epochs,
-            batch_size=self.train.batch_size,
-            seed=seed,
-        )
+        seed = self.train_private(client, round_idx)
         if self.lada_enabled:
             receive_with_lada(
                 client,

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lada.hosts.base import ClientParty, Host, Party, ServerParty
+from lada.hosts.base import ClientParty, Host, Party, ServerParty, step_seed
 from lada.hosts.lada_steps import receive_with_lada
 from lada.hosts.payloads import Payload, PayloadError, PublicPaths
-from lada.hosts.steps import count_trained_tokens, private_sft, write_public_paths
+from lada.hosts.steps import count_trained_tokens, write_public_paths
 from lada.hosts.token_alignment import (
     SparseTarget,
     align_topk,
@@ -321,14 +321,7 @@ class FedMKT(Host):
     def client_train(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
         if not isinstance(payload, TopKLogits):
             raise PayloadError(f"fedmkt client_train: expected topk_logits, got {payload.kind}")
-        seed = round_idx * 7919 + client.client_id
-        private_sft(
-            client,
-            client.train,
-            epochs=self.train.local_epochs,
-            batch_size=self.train.batch_size,
-            seed=seed,
-        )
+        seed = self.train_private(client, round_idx)
         # The reply is computed before distillation: it is also the SLM's own candidate target.
         reply = self._knowledge(client, client.public_pool)
         if self.lada_enabled:
@@ -351,7 +344,7 @@ class FedMKT(Host):
         for cid, reply in replies.items():
             if not isinstance(reply, TopKLogits):
                 raise PayloadError(f"fedmkt receive_train: client {cid} sent {reply.kind}")
-        seed = round_idx * 7919 + SERVER_SEED
+        seed = step_seed(round_idx, SERVER_SEED)
         if self.lada_enabled:
             items_by_id = {it.id: it for it in server.public_pool}
             for cid, reply in sorted(replies.items()):
