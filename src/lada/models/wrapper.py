@@ -202,15 +202,20 @@ class ReasoningModel:
         batch_size: int = 32,
         normalize: bool = False,
     ) -> torch.Tensor:
-        """Summed (or per-token mean) path log-probs for many items, in batches, on the CPU."""
+        """Summed (or per-token mean) path log-probs for many items, in batches, on the CPU.
+
+        Items are batched by length (order restored), so padding wastes little compute.
+        """
         was_training = self.model.training
         self.model.eval()
-        out = []
-        for lo in range(0, len(prompts), batch_size):
-            scores = self.score_paths(prompts[lo : lo + batch_size], paths[lo : lo + batch_size])
-            out.append((scores.mean() if normalize else scores.total).cpu())
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(paths[i]))
+        out = torch.zeros(len(prompts))
+        for lo in range(0, len(order), batch_size):
+            rows = order[lo : lo + batch_size]
+            scores = self.score_paths([prompts[i] for i in rows], [paths[i] for i in rows])
+            out[rows] = (scores.mean() if normalize else scores.total).float().cpu()
         self.model.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0)
+        return out
 
     # -------------------------------------------------------------- generation
     @torch.no_grad()
