@@ -36,8 +36,14 @@ def bench_preset(name: str, n_items: int, batch_size: int, device: str) -> dict:
     path_tokens = sum(model.count_tokens(paths)) + len(paths)
     all_tokens = path_tokens + sum(model.count_tokens(prompts)) + len(prompts)
 
-    sft_on_paths(model, prompts[:batch_size], paths[:batch_size], epochs=1,
-                 batch_size=batch_size, progress=False)  # warm-up
+    sft_on_paths(
+        model,
+        prompts[:batch_size],
+        paths[:batch_size],
+        epochs=1,
+        batch_size=batch_size,
+        progress=False,
+    )  # warm-up
     start = time.perf_counter()
     sft_on_paths(model, prompts, paths, epochs=1, batch_size=batch_size, progress=False)
     train_s = time.perf_counter() - start
@@ -83,20 +89,36 @@ def main() -> None:
     rows = [bench_preset(p, args.items, args.batch_size, args.device) for p in args.presets]
 
     table = Table(title=f"Model throughput ({args.items} suite items, batch {args.batch_size})")
-    for col in ("preset", "params", "train tok/s", "gen tok/s", "logprob batched s",
-                "logprob loop s", "speed-up"):
+    for col in (
+        "preset",
+        "params",
+        "train tok/s",
+        "gen tok/s",
+        "logprob batched s",
+        "logprob loop s",
+        "speed-up",
+    ):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["preset"], f"{r['parameters'] / 1e6:.1f}M",
-                      f"{r['train_tokens_per_s']:.0f}", f"{r['generation_tokens_per_s']:.0f}",
-                      f"{r['logprob_batched_s']:.2f}", f"{r['logprob_loop_s']:.2f}",
-                      f"{r['logprob_speedup']:.1f}x")
+        table.add_row(
+            r["preset"],
+            f"{r['parameters'] / 1e6:.1f}M",
+            f"{r['train_tokens_per_s']:.0f}",
+            f"{r['generation_tokens_per_s']:.0f}",
+            f"{r['logprob_batched_s']:.2f}",
+            f"{r['logprob_loop_s']:.2f}",
+            f"{r['logprob_speedup']:.1f}x",
+        )
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "models",
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "rows": rows,
     }
     args.out.write_text(json.dumps(payload, indent=2))
