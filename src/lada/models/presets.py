@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -257,11 +256,3 @@ def load_model(
     if lora is not None:
         source["lora"] = lora.model_dump()
     return build_model(source, device=device, dtype=dtype)
-
-
-def preset_names() -> Sequence[str]:
-    return [*TINY_PRESETS, SMOLLM2, *HUB_PRESETS]
-
-
-def tiny_spec_dict(name: str) -> dict[str, Any]:
-    return asdict(TINY_PRESETS[name])

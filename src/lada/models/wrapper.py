@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -391,6 +391,3 @@ def read_card(directory: Path) -> dict[str, Any]:
     if not card.exists():
         raise FileNotFoundError(f"{card}: not a saved lada model (no {MODEL_CARD})")
     return json.loads(card.read_text())
-
-
-LossFn = Callable[[ReasoningModel], torch.Tensor]
