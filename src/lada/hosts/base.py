@@ -160,6 +160,22 @@ class Host(ABC):
         )
         return seed
 
+    def client_lada(
+        self, client: ClientParty, paths: Payload, round_idx: int, seed: int
+    ) -> dict[str, Any]:
+        """A client learns the sender's public paths through the LaDa plug-in (pair llm->slm_k)."""
+        from lada.hosts.lada_steps import receive_with_lada
+
+        return receive_with_lada(
+            client,
+            paths,
+            client.public_by_id(),
+            client.train,
+            round_idx=round_idx,
+            train=self.train,
+            seed=seed,
+        )
+
     # ----------------------------------------------------------------- setup
     def send_setup(
         self, server: ServerParty, round_idx: int, client_ids: list[int]

@@ -406,15 +406,7 @@ class FedCoLLM(Host):
         seed = self.train_private(client, round_idx)
         reply = AdapterUpdate(num_examples=len(client.train))
         if self.lada_enabled:
-            receive_with_lada(
-                client,
-                payload.public_paths(),
-                client.public_by_id(),
-                client.train,
-                round_idx=round_idx,
-                train=self.train,
-                seed=seed,
-            )
+            self.client_lada(client, payload.public_paths(), round_idx, seed)
             reply.set_paths(
                 write_public_paths(
                     client,

@@ -18,7 +18,6 @@ from typing import ClassVar
 import torch
 
 from lada.hosts.base import ClientParty, Host, ServerParty
-from lada.hosts.lada_steps import receive_with_lada
 from lada.hosts.payloads import Empty, Payload, PublicPaths
 from lada.hosts.steps import count_trained_tokens, write_public_paths
 from lada.models.training import fit
@@ -46,15 +45,7 @@ class FedCoT(Host):
         assert isinstance(payload, PublicPaths)
         seed = self.train_private(client, round_idx)
         if self.lada_enabled:
-            receive_with_lada(
-                client,
-                payload,
-                client.public_by_id(),
-                client.train,
-                round_idx=round_idx,
-                train=self.train,
-                seed=seed,
-            )
+            self.client_lada(client, payload, round_idx, seed)
         else:
             self._multitask_distill(client, payload, seed)
         return Empty()

@@ -325,15 +325,7 @@ class FedMKT(Host):
         # The reply is computed before distillation: it is also the SLM's own candidate target.
         reply = self._knowledge(client, client.public_pool)
         if self.lada_enabled:
-            receive_with_lada(
-                client,
-                payload.public_paths(),
-                client.public_by_id(),
-                client.train,
-                round_idx=round_idx,
-                train=self.train,
-                seed=seed,
-            )
+            self.client_lada(client, payload.public_paths(), round_idx, seed)
         else:
             self._client_distill(client, payload, reply, seed)
         return reply
