@@ -94,6 +94,35 @@ class EvalConfig(_Strict):
     )
 
 
+class CheckpointConfig(_Strict):
+    """Round checkpoints, so `lada run --resume RUN_DIR` continues after an interruption."""
+
+    enabled: bool = Field(True, description="Write a checkpoint after every round.")
+    keep: int = Field(2, ge=1, description="Newest checkpoints kept (older ones are deleted).")
+
+
+class FederationConfig(_Strict):
+    """How rounds survive slow or lost clients, and bounds on what may cross the wire."""
+
+    min_clients: int | None = Field(
+        None,
+        ge=1,
+        description="A step goes on when at least this many clients answered (default: all).",
+    )
+    round_timeout_s: float | None = Field(
+        None, gt=0, description="Seconds a step waits for replies before going on without them."
+    )
+    max_payload_mb: float = Field(
+        512.0, gt=0, description="Payloads larger than this are refused on either side."
+    )
+    cpus_per_client: float = Field(
+        1.0, gt=0, description="CPU cores a simulated client reserves (Flower simulation)."
+    )
+    gpus_per_client: float = Field(
+        0.0, ge=0, description="GPUs a simulated client reserves, e.g. 0.25 (Flower simulation)."
+    )
+
+
 class ExperimentConfig(_Strict):
     """One experiment: data, models, host, LaDa and the run's own settings."""
 
@@ -117,12 +146,16 @@ class ExperimentConfig(_Strict):
     host: HostConfig = Field(default_factory=FedCoTConfig)
     lada_enabled: bool = Field(True, description="Plug LaDa into the host (false = host alone).")
     lada: LadaConfig = Field(default_factory=LadaConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    federation: FederationConfig = Field(default_factory=FederationConfig)
 
     @model_validator(mode="after")
     def _slms_match_clients(self) -> ExperimentConfig:
         n = self.data.split.n_clients
         if len(self.slms) not in (1, n):
             raise ValueError(f"slms: give 1 spec or {n} (one per client), got {len(self.slms)}")
+        if self.federation.min_clients is not None and self.federation.min_clients > n:
+            raise ValueError(f"federation.min_clients: {self.federation.min_clients} > {n} clients")
         return self
 
     def slm_for(self, client_id: int) -> ModelSpec:

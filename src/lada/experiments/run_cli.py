@@ -17,6 +17,9 @@ def run(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     seed: int | None = typer.Option(None, help="Override the config's seed."),
     runtime: str | None = typer.Option(None, help="inprocess (default) or flower-sim."),
+    resume: Path | None = typer.Option(
+        None, file_okay=False, help="Continue this run folder from its last complete round."
+    ),
 ) -> None:
     """Run one experiment and write its run folder (config, metrics, selections, summary)."""
     console = Console()
@@ -30,12 +33,17 @@ def run(
     except ConfigError as err:
         console.print(f"[red]invalid config[/]\n{err}")
         raise typer.Exit(2) from None
-    if cfg.runtime != "inprocess":
-        console.print(f"[red]runtime {cfg.runtime!r} is not available in this version[/]")
-        raise typer.Exit(2)
+    from lada.experiments.checkpoint import CheckpointError
     from lada.experiments.runner import client_table, run_experiment
 
-    result = run_experiment(cfg, console=console)
+    try:
+        if resume is not None:
+            result = run_experiment(cfg, console=console, run_dir=resume, resume=True)
+        else:
+            result = run_experiment(cfg, console=console)
+    except (ConfigError, CheckpointError) as err:
+        console.print(f"[red]cannot run[/]: {err}")
+        raise typer.Exit(2) from None
     console.print(client_table(result.summary))
     console.print(f"run folder: {result.run_dir}")
 

@@ -5,25 +5,30 @@ Run folder layout:
   metrics.jsonl              one record per round (round 0 = after warm-up, before federation)
   selections.jsonl           per round and filter: the public items chosen, with scores
   summary.json               final and best accuracies, totals of bytes and time
+  checkpoints/round-N.pt     the newest complete rounds, for `lada run --resume RUN_DIR`
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
 
-from lada.experiments.config import ExperimentConfig, dump_config
+from lada.experiments.checkpoint import load_latest, restore_rng, save_checkpoint
+from lada.experiments.config import ConfigError, ExperimentConfig, dump_config
 from lada.experiments.setup import Federation, build_federation
-from lada.federation.inprocess import InProcessRuntime, PayloadAudit, Traffic
-from lada.hosts.base import EVALUATE, SETUP
+from lada.federation.inprocess import InProcessRuntime
+from lada.federation.traffic import PayloadAudit, Traffic
+from lada.hosts.base import EVALUATE, SETUP, Host, ServerParty
 from lada.hosts.payloads import EvalReport
 from lada.models.training import evaluate
+from lada.tasks.item import ReasoningItem
 
 
 @dataclass
@@ -45,6 +50,13 @@ def new_run_dir(config: ExperimentConfig) -> Path:
     return path
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a whole file so that a crash leaves either the old or the new content."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
@@ -61,9 +73,9 @@ def private_texts(federation: Federation) -> set[str]:
 
 
 def _selection_records(
-    round_idx: int, party: str, selections: list[dict[str, Any]], federation: Federation
+    round_idx: int, party: str, selections: list[dict[str, Any]], public_pool: list[ReasoningItem]
 ) -> list[dict[str, Any]]:
-    by_id = {it.id: it for it in federation.server.public_pool}
+    by_id = {it.id: it for it in public_pool}
     out = []
     for sel in selections:
         record = {"round": round_idx, "party": party, **sel}
@@ -74,8 +86,43 @@ def _selection_records(
     return out
 
 
+class Runtime(Protocol):
+    """Carries one exchange of a host between the server and the clients."""
+
+    def run_exchange(self, exchange: str, round_idx: int, traffic: Traffic) -> None: ...
+
+
+@dataclass
+class ServerSide:
+    """What the server-side loop drives when the clients live elsewhere (Flower)."""
+
+    host: Host
+    server: ServerParty
+    runtime: Runtime
+    #: Items the experimenter scores the LLM on (the union of the clients' test splits).
+    llm_eval_items: list[ReasoningItem]
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the fields where two config dumps differ."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        name = f"{prefix}{key}"
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_differences(va, vb, f"{name}.")
+        elif va != vb:
+            out.append(name)
+    return out
+
+
 class Runner:
-    """Owns one run: its parties, runtime, folder and per-round records."""
+    """Owns one run: its parties, runtime, folder and per-round records.
+
+    In-process (default) it builds every party; with `server_side` it drives a server whose
+    clients are reached through another runtime (Flower). With `resume=True` and `run_dir` it
+    continues the run in that folder from its last complete checkpoint.
+    """
 
     def __init__(
         self,
@@ -85,26 +132,96 @@ class Runner:
         console: Console | None = None,
         audit: bool = False,
         evaluate_llm: bool = True,
+        resume: bool = False,
+        server_side: ServerSide | None = None,
     ) -> None:
         self.config = config
         self.console = console or Console(stderr=True)
-        self.run_dir = run_dir or new_run_dir(config)
         self.audit = PayloadAudit() if audit else None
         self.evaluate_llm = evaluate_llm
-        self.federation = build_federation(config, self.console)
-        self.runtime = InProcessRuntime(
-            self.federation.host, self.federation.server, self.federation.clients, self.audit
-        )
+        self.history: list[dict[str, Any]] = []
+        self.federation: Federation | None = None
+        self.next_round = 0
+        if resume:
+            if run_dir is None:
+                raise ValueError("resume: give the run folder to resume")
+            self.run_dir = run_dir
+            self._resume(server_side)
+            return
+        self.run_dir = run_dir or new_run_dir(config)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if server_side is None:
+            self._attach(build_federation(config, self.console))
+        else:
+            self._attach_server(server_side)
         (self.run_dir / "config.toml").write_text(dump_config(config))
         (self.run_dir / "config.json").write_text(config.model_dump_json(indent=2))
         (self.run_dir / "selections.jsonl").touch()  # empty when no filter selected anything
-        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ parties
+    def _attach(self, federation: Federation) -> None:
+        self.federation = federation
+        limit = int(self.config.federation.max_payload_mb * 1e6)
+        runtime = InProcessRuntime(
+            federation.host, federation.server, federation.clients, self.audit, limit
+        )
+        cap = self.config.evaluation.llm_max_items_per_client
+        union = [it for c in federation.clients for it in c.test[:cap]]
+        self._attach_server(ServerSide(federation.host, federation.server, runtime, union))
+
+    def _attach_server(self, side: ServerSide) -> None:
+        self.host, self.server, self.runtime = side.host, side.server, side.runtime
+        self.llm_eval_items = side.llm_eval_items
+        self.side = side
+
+    def _state(self) -> dict[str, Any]:
+        if self.federation is not None:
+            return {"federation": self.federation}
+        return {"host": self.host, "server": self.server}
+
+    def _resume(self, side: ServerSide | None) -> None:
+        stored = json.loads((self.run_dir / "config.json").read_text())
+        changed = [
+            f
+            for f in config_differences(stored, self.config.model_dump(mode="json"))
+            if f not in ("output_dir", "runtime")
+        ]
+        if changed:
+            raise ConfigError(
+                f"{self.run_dir}: the config differs from the run's config.json in {changed}; "
+                "resume with the same config"
+            )
+        checkpoint = load_latest(self.run_dir, warn=lambda m: self.console.print(f"[yellow]{m}"))
+        if side is None:
+            self._attach(checkpoint.state["federation"])
+        else:
+            side.host, side.server = checkpoint.state["host"], checkpoint.state["server"]
+            self._attach_server(side)
+        restore_rng(checkpoint.rng)
+        self.history = list(checkpoint.history)
+        self.next_round = checkpoint.round_idx + 1
+        self._rewrite_records(checkpoint.round_idx)
+        self.console.print(
+            f"resuming {self.run_dir} after round {checkpoint.round_idx} ({checkpoint.path.name})"
+        )
+
+    def _rewrite_records(self, last_round: int) -> None:
+        """Drop records written after the checkpoint (a crash between metrics and checkpoint)."""
+        lines = [json.dumps(r, sort_keys=True) for r in self.history]
+        _write_atomic(self.run_dir / "metrics.jsonl", "".join(x + "\n" for x in lines))
+        path = self.run_dir / "selections.jsonl"
+        kept = [
+            x
+            for x in (path.read_text().splitlines() if path.exists() else [])
+            if x.strip() and json.loads(x)["round"] <= last_round
+        ]
+        _write_atomic(path, "".join(x + "\n" for x in kept))
 
     # ----------------------------------------------------------------- rounds
     def _evaluate_round(self, round_idx: int, traffic: Traffic, started: float) -> dict[str, Any]:
-        fed = self.federation
+        server = self.server
         self.runtime.run_exchange(EVALUATE, round_idx, traffic)
-        reports: dict[int, EvalReport] = fed.server.memory.pop("reports")
+        reports: dict[int, EvalReport] = server.memory.pop("reports")
         record: dict[str, Any] = {"round": round_idx, "clients": {}}
         for cid, report in sorted(reports.items()):
             record["clients"][str(cid)] = {
@@ -113,56 +230,66 @@ class Runner:
                 "per_domain": report.per_domain,
                 "log": report.log,
             }
-            for rec in _selection_records(round_idx, f"client_{cid}", report.selections, fed):
+            for rec in self._selection_records(round_idx, f"client_{cid}", report.selections):
                 _append_jsonl(self.run_dir / "selections.jsonl", rec)
         accs = [r.accuracy for r in reports.values()]
         record["mean_slm_accuracy"] = sum(accs) / len(accs) if accs else 0.0
         if self._scores_llm(round_idx):
             # A measurement by the experimenter, not a federation step: the LLM is scored on
             # the union of the clients' test splits (no party sees another's items).
-            cap = self.config.evaluation.llm_max_items_per_client
-            union = [it for c in fed.clients for it in c.test[:cap]]
-            with fed.server.log.phase("evaluation"):
+            with server.log.phase("evaluation"):
                 llm_eval = evaluate(
-                    fed.server.model,
-                    union,
+                    server.model,
+                    self.llm_eval_items,
                     batch_size=self.config.train.generation_batch_size,
                     max_new_tokens=self.config.train.max_new_tokens,
                 )
             record["llm"] = {"accuracy": llm_eval.accuracy, "per_domain": llm_eval.per_domain}
-        record["server_log"] = fed.server.log.to_dict()
-        for rec in _selection_records(round_idx, "server", fed.server.log.selections, fed):
+        record["server_log"] = server.log.to_dict()
+        for rec in self._selection_records(round_idx, "server", server.log.selections):
             _append_jsonl(self.run_dir / "selections.jsonl", rec)
-        fed.server.new_round()
+        server.new_round()
         record["traffic"] = traffic.to_dict()
         record["wall_seconds"] = time.perf_counter() - started
         return record
 
+    def _selection_records(
+        self, round_idx: int, party: str, selections: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        return _selection_records(round_idx, party, selections, self.server.public_pool)
+
     def _scores_llm(self, round_idx: int) -> bool:
         when = self.config.evaluation.llm_rounds
-        if not self.evaluate_llm or when == "none":
+        if not self.evaluate_llm or when == "none" or not self.llm_eval_items:
             return False
         return when == "all" or round_idx in (0, self.config.rounds)
 
     def run(self) -> RunResult:
-        fed = self.federation
         rounds = self.config.rounds
+        n_clients = self.config.data.split.n_clients
         self.console.print(
-            f"[bold]{self.config.name}[/]: host {fed.host.name}"
-            f"{' + LaDa' if self.config.lada_enabled else ' alone'}, {len(fed.clients)} clients, "
+            f"[bold]{self.config.name}[/]: host {self.host.name}"
+            f"{' + LaDa' if self.config.lada_enabled else ' alone'}, {n_clients} clients, "
             f"{rounds} rounds -> {self.run_dir}"
         )
-        started = time.perf_counter()
-        traffic = Traffic()
-        self.runtime.run_exchange(SETUP, 0, traffic)
-        self._record(self._evaluate_round(0, traffic, started))
-        for round_idx in range(1, rounds + 1):
+        for round_idx in range(self.next_round, rounds + 1):
             started = time.perf_counter()
-            traffic = self.runtime.run_round(round_idx)
+            traffic = Traffic()
+            exchanges = (SETUP,) if round_idx == 0 else self.host.exchanges
+            for exchange in exchanges:
+                self.runtime.run_exchange(exchange, round_idx, traffic)
             self._record(self._evaluate_round(round_idx, traffic, started))
+            if self.config.checkpoint.enabled:
+                save_checkpoint(
+                    self.run_dir,
+                    round_idx,
+                    self.history,
+                    self._state(),
+                    keep=self.config.checkpoint.keep,
+                )
         summary = self._summary()
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-        return RunResult(self.run_dir, summary, self.audit, fed)
+        _write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
+        return RunResult(self.run_dir, summary, self.audit, self.federation)
 
     def _record(self, record: dict[str, Any]) -> None:
         self.history.append(record)
@@ -178,7 +305,7 @@ class Runner:
         first, last = self.history[0], self.history[-1]
         return {
             "name": self.config.name,
-            "host": self.federation.host.name,
+            "host": self.host.name,
             "lada": self.config.lada_enabled,
             "seed": self.config.seed,
             "rounds": self.config.rounds,

@@ -102,28 +102,47 @@ class Federation:
     split: FederatedSplit
 
 
-def build_federation(config: ExperimentConfig, console: Console | None = None) -> Federation:
-    console = console or Console(stderr=True)
+def load_split(config: ExperimentConfig) -> FederatedSplit:
+    """The run's public pool and client splits: the same for every party that computes it."""
     seed_everything(config.seed)
-    items = load_items(config)
-    split = make_split(config, items)
-    llm = make_llm(config, console)
-    server = ServerParty(
+    return make_split(config, load_items(config))
+
+
+def build_server(
+    config: ExperimentConfig, public_pool: list[ReasoningItem], console: Console | None = None
+) -> ServerParty:
+    """The server party: the LLM, its plug-in and the public pool (no client data)."""
+    console = console or Console(stderr=True)
+    return ServerParty(
         name="server",
-        model=llm,
+        model=make_llm(config, console),
         plugin=make_plugin(config, "server", 0),
-        public_pool=split.public_pool,
+        public_pool=public_pool,
     )
+
+
+def build_client(
+    config: ExperimentConfig,
+    client_id: int,
+    train: list[ReasoningItem],
+    test: list[ReasoningItem],
+) -> ClientParty:
+    """Client `client_id`: its SLM, its plug-in and its private train/test split."""
+    return ClientParty(
+        name=f"client_{client_id}",
+        model=make_slm(config, client_id),
+        plugin=make_plugin(config, f"client_{client_id}", client_id + 1),
+        client_id=client_id,
+        train=train,
+        test=test,
+    )
+
+
+def build_federation(config: ExperimentConfig, console: Console | None = None) -> Federation:
+    split = load_split(config)
+    server = build_server(config, split.public_pool, console)
     clients = [
-        ClientParty(
-            name=f"client_{k}",
-            model=make_slm(config, k),
-            plugin=make_plugin(config, f"client_{k}", k + 1),
-            client_id=k,
-            train=split.clients[k].train,
-            test=split.clients[k].test,
-        )
-        for k in range(len(split.clients))
+        build_client(config, k, part.train, part.test) for k, part in enumerate(split.clients)
     ]
     host = make_host(config.host, config.train, config.lada_enabled)
     return Federation(host=host, server=server, clients=clients, split=split)

@@ -372,6 +372,19 @@ class ReasoningModel:
         twin._optimizer = None
         return twin
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle support (round checkpoints, client state between Flower messages).
+
+        `transformers` installs output-capturing forward hooks that are local functions and
+        cannot be pickled; they are dropped here and reinstalled on the next forward pass.
+        """
+        _drop_capture_hooks(self.model)
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        _register_capture_specs(self.model)
+
     # --------------------------------------------------------------- save/load
     def save(self, directory: Path | str, *, with_optimizer: bool = False) -> None:
         """Write weights, tokenizer and a model card; round-trips exactly through `load`."""
@@ -391,3 +404,31 @@ def read_card(directory: Path) -> dict[str, Any]:
     if not card.exists():
         raise FileNotFoundError(f"{card}: not a saved lada model (no {MODEL_CARD})")
     return json.loads(card.read_text())
+
+
+def _drop_capture_hooks(model: torch.nn.Module) -> None:
+    """Remove transformers' lazily installed output-capturing hooks (they reinstall on use)."""
+    for module in model.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks):
+            for key in [k for k, h in hooks.items() if _is_capture_hook(h)]:
+                del hooks[key]
+        if getattr(module, "_output_capturing_hooks_installed", False):
+            module._output_capturing_hooks_installed = False
+
+
+def _is_capture_hook(hook: Any) -> bool:
+    return getattr(hook, "__qualname__", "").startswith("install_output_capuring_hook.")
+
+
+def _register_capture_specs(model: torch.nn.Module) -> None:
+    """Tell transformers which outputs an unpickled model can capture.
+
+    transformers records this per model class when a model is constructed; a process that only
+    unpickles models never constructs one, and hidden states would silently come back empty.
+    """
+    from transformers import PreTrainedModel
+    from transformers.utils.output_capturing import _CAN_RECORD_REGISTRY
+
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel) and getattr(module, "_can_record_outputs", None):
+            _CAN_RECORD_REGISTRY[module] = module._can_record_outputs
