@@ -349,4 +349,9 @@ def client_table(summary: dict[str, Any]) -> Table:
 
 
 def run_experiment(config: ExperimentConfig, **kwargs: Any) -> RunResult:
+    """Run `config` on the runtime it names (in-process or Flower simulation)."""
+    if config.runtime == "flower-sim":
+        from lada.federation.simulation import run_flower_simulation
+
+        return run_flower_simulation(config, **kwargs)
     return Runner(config, **kwargs).run()

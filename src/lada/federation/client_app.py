@@ -1,0 +1,129 @@
+"""The Flower `ClientApp`: one client's side of every host step.
+
+Who the client is and which data it holds come from the node config: `partition-id` (and
+`num-partitions`) select the client's share of a generated split; `data-path` (with an optional
+`data-format`) points at the organisation's own data file instead. `state-dir` sets where the
+client keeps its state between messages (see `lada.federation.client_state`).
+
+A malformed message is answered with an error reply naming the problem; the client process
+keeps running and its state is untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import torch
+from flwr.app import Context, Error, Message
+from flwr.clientapp import ClientApp
+
+from lada.experiments.config import ExperimentConfig
+from lada.federation.client_state import ClientStateStore
+from lada.federation.protocol import HELLO, all_message_types, identity_content, read_hello
+from lada.federation.records import from_records, record_nbytes, to_records
+from lada.hosts.base import SETUP, ClientParty
+from lada.hosts.payloads import PayloadError
+from lada.hosts.registry import make_host
+from lada.tasks.item import ReasoningItem
+
+log = logging.getLogger("lada.client")
+#: Error codes of error replies (Flower reserves small numbers for its own errors).
+MALFORMED = 4001
+FAILED = 4002
+
+
+def client_id_of(context: Context) -> int:
+    """The client's id: its `partition-id` from the node config."""
+    if "partition-id" not in context.node_config:
+        raise PayloadError(
+            "node config: missing 'partition-id' (start the SuperNode with "
+            "--node-config \"partition-id=0 num-partitions=2\")"
+        )
+    return int(context.node_config["partition-id"])
+
+
+def own_items(
+    config: ExperimentConfig, context: Context, client_id: int
+) -> tuple[list[ReasoningItem], list[ReasoningItem]]:
+    """This client's private train and test items: its own file, or its share of the split."""
+    data_path = context.node_config.get("data-path")
+    if data_path:
+        from lada.tasks.loaders import load_file
+
+        fmt = str(context.node_config.get("data-format", "auto"))
+        items = list(load_file(str(data_path), format=fmt).items)
+        random.Random(config.seed + client_id).shuffle(items)
+        n_test = config.data.split.n_test
+        return items[n_test : n_test + config.data.split.n_train], items[:n_test]
+    from lada.experiments.setup import load_split
+
+    share = load_split(config).clients[client_id]
+    return share.train, share.test
+
+
+def _config(store: ClientStateStore) -> ExperimentConfig:
+    text = store.recall("config")
+    if text is None:
+        raise PayloadError("no experiment config yet: the hello step has not reached this client")
+    return ExperimentConfig.model_validate_json(text)
+
+
+def _threads(config: ExperimentConfig) -> None:
+    torch.set_num_threads(max(1, int(config.federation.cpus_per_client)))
+
+
+def handle(message: Message, context: Context) -> Message:
+    """Answer one message; errors become error replies, never a crash of the client."""
+    try:
+        return _answer(message, context)
+    except PayloadError as err:
+        log.warning("rejected %s: %s", message.metadata.message_type, err)
+        return Message(Error(code=MALFORMED, reason=f"malformed: {err}"), reply_to=message)
+
+
+def _answer(message: Message, context: Context) -> Message:
+    client_id = client_id_of(context)
+    store = ClientStateStore(context, client_id)
+    if message.metadata.message_type == HELLO:
+        config_json = read_hello(message.content)
+        config = ExperimentConfig.model_validate_json(config_json)
+        store.remember("config", config_json)
+        train, test = own_items(config, context, client_id)
+        from lada.experiments.setup import build_client
+
+        store.save(build_client(config, client_id, train, test))
+        return Message(identity_content(client_id, len(train), len(test)), reply_to=message)
+
+    config = _config(store)
+    _threads(config)
+    limit = int(config.federation.max_payload_mb * 1e6)
+    size = record_nbytes(message.content)
+    if size > limit:
+        raise PayloadError(f"message of {size} bytes exceeds the limit of {limit} bytes")
+    header, payload = from_records(message.content)
+    party: ClientParty = store.load()
+    host = make_host(config.host, config.train, config.lada_enabled)
+    if header.exchange not in (SETUP, "evaluate", *host.exchanges):
+        raise PayloadError(f"unknown exchange {header.exchange!r} for host {host.name}")
+    reply = host.client_step(header.exchange, party, payload, header.round_idx)
+    store.save(party)
+    return Message(to_records(reply, header.exchange, header.round_idx), reply_to=message)
+
+
+def make_client_app() -> ClientApp:
+    """A `ClientApp` with a handler for every host step's message type."""
+    client_app = ClientApp()
+    register: dict[str, Any] = {
+        "train": client_app.train,
+        "evaluate": client_app.evaluate,
+        "query": client_app.query,
+    }
+    register["query"]("hello")(handle)
+    for category, action in all_message_types().values():
+        register[category](action)(handle)
+    return client_app
+
+
+app = make_client_app()

@@ -1,0 +1,161 @@
+"""The server side of the Flower runtime: a host's exchanges as Flower messages over a `Grid`.
+
+The same `Runner` that drives the in-process runtime drives this one; only the carrying differs.
+A client that does not answer a step in time (its node died, its message was malformed, its step
+raised) is logged by id and left out of the rest of the run; the run goes on while at least
+`federation.min_clients` clients answer, and stops with a clear error otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+from rich.console import Console
+
+from lada.experiments.config import ExperimentConfig
+from lada.federation.protocol import HELLO, hello_content, message_type, read_identity
+from lada.federation.records import from_records, record_nbytes, to_records
+from lada.federation.traffic import PayloadAudit, Traffic
+from lada.hosts.base import Host, ServerParty
+from lada.hosts.payloads import Payload, PayloadError
+
+
+class FederationError(RuntimeError):
+    """Too few clients answered for the run to go on."""
+
+
+class FlowerRuntime:
+    """Carries exchanges to the clients' nodes and back through Flower."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        config: ExperimentConfig,
+        host: Host,
+        server: ServerParty,
+        console: Console,
+        audit: PayloadAudit | None = None,
+    ) -> None:
+        self.grid = grid
+        self.config = config
+        self.host = host
+        self.server = server
+        self.console = console
+        self.audit = audit
+        fed = config.federation
+        self.n_clients = config.data.split.n_clients
+        self.min_clients = fed.min_clients or self.n_clients
+        self.timeout = fed.round_timeout_s
+        self.limit_bytes = int(fed.max_payload_mb * 1e6)
+        #: client id -> Flower node id, for the clients still in the run.
+        self.nodes: dict[int, int] = {}
+        self.lost: dict[int, str] = {}
+
+    # ----------------------------------------------------------------- hello
+    def connect(self, wait_s: float) -> None:
+        """Wait for the clients' nodes, send each the experiment config, learn their ids."""
+        deadline = time.monotonic() + wait_s
+        node_ids = sorted(self.grid.get_node_ids())
+        while len(node_ids) < self.n_clients and time.monotonic() < deadline:
+            time.sleep(1.0)
+            node_ids = sorted(self.grid.get_node_ids())
+        if len(node_ids) < self.min_clients:
+            raise FederationError(
+                f"only {len(node_ids)} client nodes connected within {wait_s:.0f} s; "
+                f"need at least {self.min_clients} (federation.min_clients)"
+            )
+        config_json = self.config.model_dump_json()
+        messages = [
+            Message(content=hello_content(config_json), dst_node_id=n, message_type=HELLO)
+            for n in node_ids
+        ]
+        for reply in self.grid.send_and_receive(messages, timeout=self.timeout):
+            node = reply.metadata.src_node_id
+            if reply.has_error():
+                self.console.print(f"[yellow]node {node} failed the hello: {reply.error.reason}")
+                continue
+            try:
+                cid = read_identity(reply.content)
+            except PayloadError as err:
+                self.console.print(f"[yellow]node {node}: {err}")
+                continue
+            if cid in self.nodes or not 0 <= cid < self.n_clients:
+                raise FederationError(
+                    f"node {node} says it is client {cid}: ids must be distinct and in "
+                    f"0..{self.n_clients - 1} (node config partition-id)"
+                )
+            self.nodes[cid] = node
+        self._check_enough("hello")
+
+    def _check_enough(self, where: str) -> None:
+        if len(self.nodes) < self.min_clients:
+            raise FederationError(
+                f"{where}: {len(self.nodes)} of {self.n_clients} clients answered, fewer than "
+                f"federation.min_clients={self.min_clients}; lost: {self.lost}"
+            )
+
+    def _lose(self, cid: int, reason: str, exchange: str, traffic: Traffic) -> None:
+        self.nodes.pop(cid, None)
+        self.lost[cid] = reason
+        traffic.lost[exchange].append(cid)
+        self.console.print(f"[yellow]lost client {cid} in {exchange}: {reason}")
+
+    # -------------------------------------------------------------- exchange
+    def _encode(self, payload: Payload, exchange: str, round_idx: int, traffic: Traffic):
+        content = to_records(payload, exchange, round_idx)
+        size = record_nbytes(content)
+        if size > self.limit_bytes:
+            raise PayloadError(
+                f"{payload.kind}: {size} bytes exceeds the limit of {self.limit_bytes} bytes "
+                "(federation.max_payload_mb)"
+            )
+        if self.audit is not None:
+            self.audit.record(f"{exchange}/down", payload)
+        traffic.add(exchange, "down", payload.kind, size)
+        return content
+
+    def run_exchange(self, exchange: str, round_idx: int, traffic: Traffic) -> None:
+        ids = sorted(self.nodes)
+        outgoing = self.host.server_send(exchange, self.server, round_idx, ids)
+        kind = message_type(self.host.name, exchange, self.host.lada_enabled)
+        messages, client_of = [], {}
+        for cid in ids:
+            if cid not in outgoing:
+                continue
+            content = self._encode(outgoing[cid], exchange, round_idx, traffic)
+            message = Message(
+                content=content,
+                dst_node_id=self.nodes[cid],
+                message_type=kind,
+                group_id=str(round_idx),
+            )
+            messages.append(message)
+            client_of[self.nodes[cid]] = cid
+        replies: dict[int, Payload] = {}
+        answered: set[int] = set()
+        for reply in self.grid.send_and_receive(messages, timeout=self.timeout):
+            cid = client_of.get(reply.metadata.src_node_id)
+            if cid is None:
+                continue
+            answered.add(cid)
+            if reply.has_error():
+                self._lose(cid, reply.error.reason, exchange, traffic)
+                continue
+            try:
+                size = record_nbytes(reply.content)
+                if size > self.limit_bytes:
+                    raise PayloadError(f"reply of {size} bytes exceeds {self.limit_bytes} bytes")
+                _, payload = from_records(reply.content)
+            except PayloadError as err:
+                self._lose(cid, f"rejected reply: {err}", exchange, traffic)
+                continue
+            if self.audit is not None:
+                self.audit.record(f"{exchange}/up", payload)
+            traffic.add(exchange, "up", payload.kind, size)
+            replies[cid] = payload
+        for cid in sorted(set(client_of.values()) - answered):
+            self._lose(cid, f"no reply within {self.timeout} s", exchange, traffic)
+        self._check_enough(f"round {round_idx} {exchange}")
+        self.host.server_receive(exchange, self.server, replies, round_idx)

@@ -1,0 +1,86 @@
+"""The Flower `ServerApp`: the server party (LLM, public pool) and the round loop.
+
+`flwr run .` starts it with the run config of `pyproject.toml` (`[tool.flwr.app.config]`):
+`config` is the experiment config (a path, or inline JSON), `overrides` are `--set`-style
+assignments separated by `;`, `run-dir` the run folder (default: a new one under the config's
+`output_dir`), `wait-for-clients-s` how long to wait for the client nodes to connect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+from rich.console import Console
+
+from lada.experiments.config import ExperimentConfig, load_config, validate
+from lada.experiments.runner import Runner, RunResult, ServerSide
+from lada.federation.flower_runtime import FlowerRuntime
+from lada.hosts.registry import make_host
+
+
+def build_server_side(grid: Grid, config: ExperimentConfig, console: Console) -> ServerSide:
+    """The server party and a Flower runtime to its clients.
+
+    The server derives the split only for the public pool and for the experimenter's LLM score
+    on the union of the clients' test items; it never sends client items anywhere. With
+    client-held data files (`data-path` on the nodes) there is no such union to score on.
+    """
+    from lada.experiments.setup import build_server, load_split
+
+    split = load_split(config)
+    server = build_server(config, split.public_pool, console)
+    host = make_host(config.host, config.train, config.lada_enabled)
+    runtime = FlowerRuntime(grid, config, host, server, console)
+    cap = config.evaluation.llm_max_items_per_client
+    union = [it for share in split.clients for it in share.test[:cap]]
+    return ServerSide(host, server, runtime, union)
+
+
+def serve(
+    grid: Grid,
+    config: ExperimentConfig,
+    *,
+    run_dir: Path | None = None,
+    console: Console | None = None,
+    wait_for_clients_s: float = 120.0,
+    **runner_kwargs: Any,
+) -> RunResult:
+    """Run the experiment's rounds against the clients behind `grid`; write the run folder."""
+    console = console or Console(stderr=True)
+    side = build_server_side(grid, config, console)
+    runner = Runner(config, run_dir=run_dir, console=console, server_side=side, **runner_kwargs)
+    runtime: FlowerRuntime = side.runtime  # type: ignore[assignment]
+    runtime.audit = runner.audit
+    runtime.connect(wait_for_clients_s)
+    return runner.run()
+
+
+def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
+    source = str(run_config.get("config", "")).strip()
+    overrides = [x.strip() for x in str(run_config.get("overrides", "")).split(";") if x.strip()]
+    if not source:
+        raise ValueError("run config: 'config' must name an experiment config file")
+    if source.startswith("{"):
+        import json
+
+        from lada.experiments.config import apply_override
+
+        data = json.loads(source)
+        for assignment in overrides:
+            apply_override(data, assignment)
+        return validate(data, origin="run config 'config'")
+    return load_config(Path(source).expanduser(), overrides)
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    config = config_from_run_config(dict(context.run_config))
+    run_dir = str(context.run_config.get("run-dir", "")).strip()
+    wait = float(context.run_config.get("wait-for-clients-s", 120.0))
+    serve(grid, config, run_dir=Path(run_dir) if run_dir else None, wait_for_clients_s=wait)
