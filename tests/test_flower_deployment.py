@@ -1,0 +1,72 @@
+"""Real Flower deployments on 127.0.0.1: `flower-superlink`, `flower-supernode`, `flwr run`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import tomli_w
+
+from lada.federation.local_deployment import LocalDeployment
+from tests.test_end_to_end import tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
+DEADLINE_S = 600
+
+
+def _wait_for(path: Path, deployment: LocalDeployment, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"no {what} after {DEADLINE_S} s\nsuperlink log:\n"
+                + deployment.log("superlink")[-4000:]
+            )
+        time.sleep(1.0)
+
+
+def _experiment(tmp_path: Path, n_clients: int, **extra) -> Path:
+    data = tiny_config(tmp_path, "fedcot", True, rounds=1, **extra)
+    data["data"]["split"]["n_clients"] = n_clients
+    path = tmp_path / "experiment.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_insecure_deployment_runs_a_round_and_survives_a_killed_client(tmp_path):
+    config = _experiment(tmp_path, 3, federation={"min_clients": 2})
+    run_dir = tmp_path / "run"
+    with LocalDeployment(tmp_path / "deploy", 3) as deployment:
+        deployment.submit(REPO, config, run_dir)
+        _wait_for(run_dir / "metrics.jsonl", deployment, "round-0 metrics")
+        deployment.kill_supernode(2)  # mid-run: its round-1 messages are never answered
+        _wait_for(run_dir / "summary.json", deployment, "summary")
+        processes = [deployment.superlink, *deployment.supernodes]
+    assert all(p.poll() is not None for p in processes)  # every started process stopped
+
+    rounds = _records(run_dir)
+    assert [r["round"] for r in rounds] == [0, 1]
+    assert set(rounds[0]["clients"]) == {"0", "1", "2"}
+    assert set(rounds[1]["clients"]) == {"0", "1"}  # the round ended with the others
+    lost = rounds[1]["traffic"]["lost_clients"]
+    assert 2 in [cid for ids in lost.values() for cid in ids]
+    assert rounds[1]["traffic"]["bytes"]["train/down/public_paths"] > 0
+    assert {p.name for p in run_dir.iterdir()} >= {"config.toml", "summary.json", "checkpoints"}
+
+
+def test_tls_deployment_with_supernode_authentication_runs_a_round(tmp_path):
+    config = _experiment(tmp_path, 2)
+    run_dir = tmp_path / "run"
+    with LocalDeployment(tmp_path / "deploy", 2, tls=True, authenticate=True) as deployment:
+        deployment.submit(REPO, config, run_dir)
+        _wait_for(run_dir / "summary.json", deployment, "summary")
+        assert "--insecure" not in " ".join(map(str, deployment.superlink.args))
+    rounds = _records(run_dir)
+    assert [r["round"] for r in rounds] == [0, 1]
+    assert set(rounds[1]["clients"]) == {"0", "1"}
+    assert (tmp_path / "deploy" / "keys" / "ca.crt").read_text().startswith("-----BEGIN")
