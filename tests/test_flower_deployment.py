@@ -70,3 +70,26 @@ def test_tls_deployment_with_supernode_authentication_runs_a_round(tmp_path):
     assert [r["round"] for r in rounds] == [0, 1]
     assert set(rounds[1]["clients"]) == {"0", "1"}
     assert (tmp_path / "deploy" / "keys" / "ca.crt").read_text().startswith("-----BEGIN")
+
+
+def test_deploy_certs_writes_a_ca_signed_server_certificate_and_supernode_keys(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+    from typer.testing import CliRunner
+
+    from lada.cli import app
+
+    out = tmp_path / "keys"
+    result = CliRunner().invoke(
+        app, ["deploy", "certs", str(out), "--host", "10.0.0.5", "--supernodes", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    ca = x509.load_pem_x509_certificate((out / "ca.crt").read_bytes())
+    server = x509.load_pem_x509_certificate((out / "server.pem").read_bytes())
+    server.verify_directly_issued_by(ca)
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.5"]
+    for i in range(3):
+        load_ssh_private_key((out / f"supernode-{i}").read_bytes(), None)
+        assert (out / f"supernode-{i}.pub").read_text().startswith("ecdsa-sha2-nistp384 ")
+        assert (out / f"supernode-{i}").stat().st_mode & 0o077 == 0  # private keys: owner only

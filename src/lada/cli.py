@@ -7,6 +7,7 @@ import typer
 from lada.experiments.data_cli import data_app
 from lada.experiments.local_cli import local_app
 from lada.experiments.run_cli import compare_cmd, run
+from lada.federation.deploy_cli import deploy_app
 
 app = typer.Typer(
     name="lada",
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Validate and inspect reasoning data.")
 app.add_typer(local_app, name="local", help="Train and evaluate one model locally (no federation).")
+app.add_typer(deploy_app, name="deploy", help="Helpers for Flower deployments across machines.")
 
 app.command("run")(run)
 app.command("compare")(compare_cmd)

@@ -51,9 +51,7 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
-def generate(
-    out: Path, *, hosts: list[str] | None = None, n_supernodes: int = 2
-) -> DeploymentKeys:
+def generate(out: Path, *, hosts: list[str] | None = None, n_supernodes: int = 2) -> DeploymentKeys:
     """Write the CA, the SuperLink certificate and SuperNode key pairs into `out`."""
     hosts = hosts or ["127.0.0.1", "localhost"]
     out.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ def client_id_of(context: Context) -> int:
     if "partition-id" not in context.node_config:
         raise PayloadError(
             "node config: missing 'partition-id' (start the SuperNode with "
-            "--node-config \"partition-id=0 num-partitions=2\")"
+            '--node-config "partition-id=0 num-partitions=2")'
         )
     return int(context.node_config["partition-id"])
 

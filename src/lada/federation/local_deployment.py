@@ -81,9 +81,7 @@ class LocalDeployment:
     def _write_cli_config(self) -> None:
         home = self.workdir / "flwr-home"
         home.mkdir(parents=True, exist_ok=True)
-        security = (
-            f'root-certificates = "{self.keys.ca_cert}"' if self.keys else "insecure = true"
-        )
+        security = f'root-certificates = "{self.keys.ca_cert}"' if self.keys else "insecure = true"
         (home / "config.toml").write_text(
             '[superlink]\ndefault = "local"\n\n[superlink.local]\n'
             f'address = "127.0.0.1:{self.port}"\n{security}\n'
