@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -62,7 +62,7 @@ class LLMSpec(ModelSpec):
     """The server LLM; tiny presets are pretrained once (cached) per `pretrain`."""
 
     preset: str = "tiny-10m"
-    learning_rate: float = 3e-4
+    learning_rate: float = Field(3e-4, gt=0, description="AdamW learning rate of the LLM.")
     pretrain: PretrainConfig | None = Field(
         default_factory=PretrainConfig,
         description="Pretraining of a tiny LLM before the run (cached); null for hub models.",
@@ -78,6 +78,11 @@ class TrainConfig(_Strict):
     batch_size: int = Field(16, ge=1, description="Items per optimizer step.")
     max_new_tokens: int = Field(96, ge=1, description="Longest path a model may write.")
     generation_batch_size: int = Field(64, ge=1, description="Prompts per generation batch.")
+    max_nonfinite_skips: int = Field(
+        3,
+        ge=0,
+        description="Batches with a non-finite loss skipped per training call before failing.",
+    )
     warmup_local_epochs: int = Field(
         2, ge=0, description="Extra epochs of private SFT before round 1 (SLMs start untrained)."
     )

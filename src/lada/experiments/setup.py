@@ -12,6 +12,7 @@ from rich.console import Console
 from lada.experiments.config import ExperimentConfig
 from lada.hosts.base import ClientParty, Host, ServerParty
 from lada.hosts.registry import make_host
+from lada.models.coverage import check_encodable
 from lada.models.device import resolve_device
 from lada.models.presets import TINY_PRESETS, load_model
 from lada.models.pretrain import pretrained_llm
@@ -113,9 +114,11 @@ def build_server(
 ) -> ServerParty:
     """The server party: the LLM, its plug-in and the public pool (no client data)."""
     console = console or Console(stderr=True)
+    llm = make_llm(config, console)
+    check_encodable(llm, public_pool, where="llm on the public pool")
     return ServerParty(
         name="server",
-        model=make_llm(config, console),
+        model=llm,
         plugin=make_plugin(config, "server", 0),
         public_pool=public_pool,
     )
@@ -128,9 +131,11 @@ def build_client(
     test: list[ReasoningItem],
 ) -> ClientParty:
     """Client `client_id`: its SLM, its plug-in and its private train/test split."""
+    slm = make_slm(config, client_id)
+    check_encodable(slm, [*train, *test], where=f"slm_{client_id} on its own items")
     return ClientParty(
         name=f"client_{client_id}",
-        model=make_slm(config, client_id),
+        model=slm,
         plugin=make_plugin(config, f"client_{client_id}", client_id + 1),
         client_id=client_id,
         train=train,

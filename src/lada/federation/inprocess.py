@@ -10,7 +10,7 @@ from __future__ import annotations
 from lada.federation.records import from_records, record_nbytes, to_records
 from lada.federation.traffic import PayloadAudit, Traffic
 from lada.hosts.base import ClientParty, Host, ServerParty
-from lada.hosts.payloads import Payload, PayloadError
+from lada.hosts.payloads import Payload, check_size
 
 
 def transport(
@@ -18,12 +18,7 @@ def transport(
 ) -> tuple[Payload, int]:
     """Send a payload over the codec: what arrives is rebuilt from records only."""
     content = to_records(payload, exchange, round_idx)
-    size = record_nbytes(content)
-    if limit_bytes is not None and size > limit_bytes:
-        raise PayloadError(
-            f"{payload.kind}: {size} bytes exceeds the limit of {limit_bytes} bytes "
-            "(federation.max_payload_mb)"
-        )
+    size = check_size(record_nbytes(content), limit_bytes, f"{exchange} {payload.kind}")
     _, arrived = from_records(content)
     return arrived, size
 

@@ -156,6 +156,7 @@ class Host(ABC):
             client.train,
             epochs=self.train.local_epochs,
             batch_size=self.train.batch_size,
+            max_nonfinite_skips=self.train.max_nonfinite_skips,
             seed=seed,
         )
         return seed
@@ -194,6 +195,7 @@ class Host(ABC):
             client.train,
             epochs=self.train.warmup_local_epochs,
             batch_size=self.train.batch_size,
+            max_nonfinite_skips=self.train.max_nonfinite_skips,
             seed=client.client_id,
             phase="warmup",
         )

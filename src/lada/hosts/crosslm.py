@@ -266,6 +266,7 @@ class CrossLM(Host):
                 payload.paths,
                 epochs=self.train.public_epochs,
                 batch_size=self.train.batch_size,
+                max_nonfinite_skips=self.train.max_nonfinite_skips,
                 seed=seed,
                 phase="distillation",
             )
@@ -294,6 +295,7 @@ class CrossLM(Host):
                 llm_paths.paths,
                 epochs=self.train.llm_epochs,
                 batch_size=self.train.batch_size,
+                max_nonfinite_skips=self.train.max_nonfinite_skips,
                 seed=step_seed(round_idx, 999),
                 phase="self_training",
             )

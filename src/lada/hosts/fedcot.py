@@ -89,5 +89,7 @@ class FedCoT(Host):
                 batch_size=self.train.batch_size,
                 seed=seed,
                 desc=f"{client.name} distill",
+                max_nonfinite_skips=self.train.max_nonfinite_skips,
+                log=client.log,
             )
         client.log.losses["distillation"].extend(losses)

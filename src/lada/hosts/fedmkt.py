@@ -500,6 +500,8 @@ class FedMKT(Host):
                 batch_size=self.train.batch_size,
                 seed=seed,
                 desc=f"{party.name} distill",
+                max_nonfinite_skips=self.train.max_nonfinite_skips,
+                log=party.log,
             )
         party.log.losses["distillation"].extend(losses)
         party.log.losses["distillation_lm"].extend(parts["lm"])

@@ -60,6 +60,7 @@ def receive_with_lada(
             pair=pair,
             local_texts_or_embedding=local or None,
             round_idx=round_idx,
+            log=party.log,
         )
     with party.log.phase("path_generation"):
         batch_set = plugin.prepare(party.model, selection)
@@ -73,11 +74,12 @@ def receive_with_lada(
             epochs=train.public_epochs,
             batch_size=train.batch_size,
             seed=seed,
+            log=party.log,
         )
     for key in ("total", "sft", "cd", "margin"):
         party.log.losses[f"lada_{key}"].extend(h[key] for h in history)
     with party.log.phase("filter_training"):
-        rewards = plugin.observe(party.model, selection, batch_set)
+        rewards = plugin.observe(party.model, selection, batch_set, log=party.log)
     report = batch_set.report.to_dict()
     for key, value in report.items():
         party.log.count(f"pairs_{key}", value)

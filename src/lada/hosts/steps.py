@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from lada.hosts.base import Party
 from lada.hosts.payloads import PublicPaths
+from lada.models.guards import DEFAULT_MAX_NONFINITE_SKIPS
 from lada.models.training import sft, sft_on_paths
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import gold_path, render_prompt
@@ -27,6 +28,7 @@ def private_sft(
     batch_size: int,
     seed: int,
     phase: str = "local_training",
+    max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
 ) -> None:
     """SFT on the party's own items (gold rationales); logs time, loss and tokens."""
     if epochs <= 0 or not items:
@@ -40,6 +42,8 @@ def private_sft(
             batch_size=batch_size,
             seed=seed,
             desc=f"{party.name} {phase}",
+            log=party.log,
+            max_nonfinite_skips=max_nonfinite_skips,
         )
     party.log.losses[phase].extend(losses)
 
@@ -53,6 +57,7 @@ def paths_sft(
     batch_size: int,
     seed: int,
     phase: str,
+    max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
 ) -> None:
     """SFT on given (prompt, path) pairs, e.g. another party's paths on public items."""
     if epochs <= 0 or not prompts:
@@ -67,6 +72,8 @@ def paths_sft(
             batch_size=batch_size,
             seed=seed,
             desc=f"{party.name} {phase}",
+            log=party.log,
+            max_nonfinite_skips=max_nonfinite_skips,
         )
     party.log.losses[phase].extend(losses)
 

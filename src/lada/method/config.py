@@ -13,13 +13,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lada.models.guards import DEFAULT_MAX_NONFINITE_SKIPS
+
 SelectionMode = Literal["lada", "random", "exploit_only", "all"]
 
 
 class LadaConfig(BaseModel):
-    """Settings of the learnability filter, the rewards and the contrastive distillation loss."""
+    """Settings of the learnability filter, the rewards and the contrastive distillation loss.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Unknown keys and non-finite numbers (nan, inf) are refused, whatever the field's range.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # ------------------------------------------------------------------ selection
     threshold: float = Field(
@@ -45,6 +50,21 @@ class LadaConfig(BaseModel):
         1.0,
         ge=0.0,
         description="Weight w of the exploration network in the score f1 + w*f2.",
+    )
+    empty_selection: Literal["top_k", "skip", "error"] = Field(
+        "top_k",
+        description=(
+            "Extension. What happens when candidates were offered but the filter selected none: "
+            "'top_k' takes the empty_selection_k best-scored candidates (random ones when the "
+            "filter gave no scores), so the pair still trains and its filter still gets rewards "
+            "(an empty round teaches the filter nothing and could repeat forever); 'skip' trains "
+            "nothing on this pair this round; 'error' stops the run. Each case is counted."
+        ),
+    )
+    empty_selection_k: int = Field(
+        8,
+        ge=1,
+        description="Items the 'top_k' empty-selection fallback takes (capped by the budget).",
     )
 
     # ------------------------------------------------------------------ round 1
@@ -185,6 +205,17 @@ class LadaConfig(BaseModel):
         32,
         ge=1,
         description="Batch size of the receiver's embedding, generation and scoring passes.",
+    )
+
+    # ------------------------------------------------------------------ guards
+    max_nonfinite_skips: int = Field(
+        DEFAULT_MAX_NONFINITE_SKIPS,
+        ge=0,
+        description=(
+            "Extension. Per pair and round: distillation batches with a non-finite loss, and "
+            "items with a non-finite reward, that are skipped (and counted) before the run stops "
+            "with NonFiniteLossError; 0 = stop at the first."
+        ),
     )
 
     seed: int = Field(0, ge=0, description="Seed of network init, K-means and random choices.")

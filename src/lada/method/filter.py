@@ -127,6 +127,12 @@ class LearnabilityFilter:
         if explore is None:
             explore = self.config.selection_mode != "exploit_only"
         exploit, exploration = self.network_outputs(features)
+        bad = ~(np.isfinite(exploit) & np.isfinite(exploration))
+        if bad.any():
+            raise FloatingPointError(
+                f"filter {self.name!r}: f1/f2 gave non-finite outputs for {int(bad.sum())} of "
+                f"{len(bad)} candidates; its networks diverged (lower LadaConfig.lr)"
+            )
         return scores_from_outputs(
             exploit, exploration if explore else None, self.config.exploration_weight
         )
@@ -225,7 +231,11 @@ class LearnabilityFilter:
                 f"rewards: expected shape ({len(features)},), got {rewards.shape} for {self.name!r}"
             )
         if not np.all(np.isfinite(rewards)):
-            raise ValueError(f"rewards: contains non-finite values for {self.name!r}")
+            bad = int(np.size(rewards) - np.count_nonzero(np.isfinite(rewards)))
+            raise ValueError(
+                f"rewards: {bad} of {len(rewards)} are not finite for {self.name!r} (set such "
+                "items aside first, as LadaPlugin.observe does)"
+            )
         if len(features) == 0:
             return FilterFit(float("nan"), float("nan"), self.n_observed)
         self._ensure_networks(features.shape[1])

@@ -21,23 +21,35 @@ from lada.method.contrastive import (
     select_logprobs,
 )
 from lada.method.features import candidate_text, embed_texts, local_centroid
-from lada.method.filter import FilterFit, LearnabilityFilter
+from lada.method.filter import FilterChoice, FilterFit, LearnabilityFilter
 from lada.method.pairs import DistillPair, PairReport, build_pairs
 from lada.method.rewards import (
     batch_value,
     contrastive_margin,
+    finite_rows,
     item_term,
     learnability_gap,
     loss_drop,
     mix,
     relative_decrease,
 )
+from lada.method.selection import random_select
+from lada.models.guards import CountSink, NonFiniteGuard
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import render_prompt
 
 STATE_FORMAT = 1
 
 LocalData = Sequence[str] | np.ndarray | None
+
+#: Round-log counter of selections where the filter chose nothing from a non-empty offer.
+EMPTY_SELECTION_COUNTER = "empty_selections"
+#: Round-log counter of items whose reward was not finite (left out of the filter update).
+NONFINITE_REWARD_COUNTER = "nonfinite_rewards_skipped"
+
+
+class EmptySelectionError(RuntimeError):
+    """The filter selected nothing and `LadaConfig.empty_selection` is 'error'."""
 
 
 def pair_name(sender: str, receiver: str) -> str:
@@ -60,7 +72,12 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Selection:
-    """What the filter chose this round, with the features needed to learn from the outcome."""
+    """What the filter chose this round, with the features needed to learn from the outcome.
+
+    `strategy` is the filter's (see `FilterChoice`), or 'empty' when nothing was offered; when
+    the filter chose nothing from a non-empty offer it gets the suffix '+empty_top_k' or
+    '+empty_skip' of the `LadaConfig.empty_selection` fallback that was applied.
+    """
 
     pair: str
     round_idx: int
@@ -121,6 +138,8 @@ class RoundRewards:
     b_before: float
     b_after: float
     fit: FilterFit | None
+    #: Items left out of the filter update because a value their reward needs was not finite.
+    nonfinite_skipped: int = 0
 
     def summary(self) -> dict[str, float]:
         mean = float(self.rewards.mean()) if len(self.rewards) else float("nan")
@@ -130,7 +149,27 @@ class RoundRewards:
             "r_batch": self.r_batch,
             "b_before": self.b_before,
             "b_after": self.b_after,
+            "nonfinite_skipped": float(self.nonfinite_skipped),
         }
+
+
+def _no_rewards(
+    selection: Selection, r_batch: float, b_before: float, b_after: float, skipped: int
+) -> RoundRewards:
+    """A round whose rewards could not be computed: nothing learned, the filter unchanged."""
+    empty = np.zeros(0)
+    return RoundRewards(
+        pair=selection.pair,
+        round_idx=selection.round_idx,
+        item_ids=[],
+        rewards=empty,
+        r_item=empty,
+        r_batch=r_batch,
+        b_before=b_before,
+        b_after=b_after,
+        fit=None,
+        nonfinite_skipped=skipped,
+    )
 
 
 class LadaPlugin:
@@ -182,14 +221,18 @@ class LadaPlugin:
         local_texts_or_embedding: LocalData = None,
         round_idx: int = 0,
         budget: int | None = None,
+        log: CountSink | None = None,
     ) -> Selection:
         """Score the offered candidates for this receiver and pick this round's items.
 
         `local_texts_or_embedding`: the receiver's own local texts (embedded here), their
         embeddings [N, H] or centroid [H]; used only in round 1. A receiver without local data
         of its own (the server LLM) passes None, and round 1 then takes a share of every
-        cluster. `budget=None` means `config.budget`.
+        cluster. `budget=None` means `config.budget`. When the filter selects nothing from a
+        non-empty offer, `config.empty_selection` decides, and `log` counts it.
         """
+        if budget is not None and budget < 1:
+            raise ValueError(f"budget: must be >= 1 or None, got {budget}")
         candidates = list(candidates)
         filt = self.filter(pair)
         if not candidates:
@@ -210,6 +253,12 @@ class LadaPlugin:
         if not filt.is_trained and local_texts_or_embedding is not None:
             centroid = self._centroid(receiver, local_texts_or_embedding)
         choice = filt.choose(features, budget=budget, local_centroid=centroid)
+        if len(choice.indices) == 0:
+            if log is not None:
+                log.count(EMPTY_SELECTION_COUNTER)
+            choice = self._empty_fallback(
+                filt, choice, len(candidates), budget, pair=pair, round_idx=round_idx
+            )
         return Selection(
             pair=pair,
             round_idx=round_idx,
@@ -280,23 +329,39 @@ class LadaPlugin:
         epochs: int,
         batch_size: int,
         seed: int,
+        log: CountSink | None = None,
     ) -> list[dict[str, float]]:
-        """Convenience loop for hosts without their own: `loss` + `receiver.train_step`."""
+        """Convenience loop for hosts without their own: `loss` + `receiver.train_step`.
+
+        A batch with a non-finite loss is skipped (counted in `log`, left out of the history);
+        more than `config.max_nonfinite_skips` in one call raise `NonFiniteLossError`.
+        """
+        guard = NonFiniteGuard(self.config.max_nonfinite_skips, log=log)
         history = []
         for epoch in range(epochs):
             for batch in batch_set.batches(batch_size, seed=seed + epoch):
                 parts = self.loss(receiver, batch)
+                if not guard.check(parts.total, f"distillation {batch_set.pair}"):
+                    continue
                 receiver.train_step(parts.total)
                 history.append(parts.as_floats())
         return history
 
     # ------------------------------------------------------------------ hook 4
     def observe(
-        self, receiver: Any, selection: Selection, batch_set: DistillBatchSet
+        self,
+        receiver: Any,
+        selection: Selection,
+        batch_set: DistillBatchSet,
+        *,
+        log: CountSink | None = None,
     ) -> RoundRewards:
         """Turn the receiver's loss change on the trained items into rewards; update the filter.
 
         Sign convention: a falling loss gives a positive reward (see `lada.method.rewards`).
+        An item whose reward would not be finite (a non-finite loss or log-prob) is left out of
+        the update and counted in `log`; more than `config.max_nonfinite_skips` such items, or
+        a non-finite batch term, raise `NonFiniteLossError`.
         """
         config = self.config
         pair = selection.pair
@@ -316,19 +381,40 @@ class LadaPlugin:
             receiver, prompts, paths, batch_size=config.inference_batch_size
         )
         losses_after = mean_nll(totals[:n], counts[:n])
-        b_before = batch_value(batch_set.ref_losses)
-        b_after = batch_value(losses_after)
+        inputs = self._item_reward_inputs(batch_set, totals, counts, losses_after)
+        ok = finite_rows(batch_set.ref_losses, losses_after, *inputs)
+        guard = NonFiniteGuard(
+            config.max_nonfinite_skips, log=log, counter=NONFINITE_REWARD_COUNTER
+        )
+        for k in np.flatnonzero(~ok):
+            guard.check(float("nan"), f"reward of item {ids[k]!r} ({pair})")
+        if not ok.any():
+            nan = float("nan")
+            return _no_rewards(selection, nan, nan, nan, guard.skipped)
+        b_before = batch_value(batch_set.ref_losses[ok])
+        b_after = batch_value(losses_after[ok])
         baseline = b_before
         if config.batch_reward_baseline == "previous_round" and pair in self.previous_b:
             baseline = self.previous_b[pair]
         r_batch = relative_decrease(baseline, b_after)
-        raw = self._raw_item_reward(batch_set, totals, counts, losses_after)
-        r_item = item_term(raw)
+        if not guard.check(r_batch, f"batch reward term ({pair})"):  # B overflowed
+            return _no_rewards(selection, r_batch, b_before, b_after, guard.skipped)
+        r_item = item_term(self._raw_item_reward(self.config.item_reward, [c[ok] for c in inputs]))
         rewards = mix(r_item, r_batch, config.alpha)
-        fit = self.filter(pair).update(selection.features[batch_set.kept], rewards)
+        features = selection.features[batch_set.kept][ok]
+        fit = self.filter(pair).update(features, rewards)
         self.previous_b[pair] = b_after
         return RoundRewards(
-            pair, selection.round_idx, ids, rewards, r_item, r_batch, b_before, b_after, fit
+            pair,
+            selection.round_idx,
+            [item_id for item_id, good in zip(ids, ok, strict=True) if good],
+            rewards,
+            r_item,
+            r_batch,
+            b_before,
+            b_after,
+            fit,
+            guard.skipped,
         )
 
     # ------------------------------------------------------------------ state
@@ -383,7 +469,10 @@ class LadaPlugin:
         kept: list[int],
         positive_logprobs: np.ndarray,
     ) -> np.ndarray:
-        """log p_sender(path) - log p_receiver(path) on the sender's path, at round start."""
+        """log p_sender(path) - log p_receiver(path) on the sender's path, at round start.
+
+        NaN for an item where either log-prob is not finite; `observe` sets such items aside.
+        """
         candidates = [selection.candidates[i] for i in kept]
         missing = [c.item.id for c in candidates if c.sender_logprob is None]
         if missing:
@@ -402,26 +491,65 @@ class LadaPlugin:
             )
             receiver_lp[other] = select_logprobs(totals, counts, self.config.normalize_logprobs)
         sender_lp = np.array([float(c.sender_logprob) for c in candidates])  # type: ignore[arg-type]
-        return learnability_gap(sender_lp, receiver_lp)
+        ok = finite_rows(sender_lp, receiver_lp)
+        gap = np.full(len(sender_lp), np.nan)
+        gap[ok] = learnability_gap(sender_lp[ok], receiver_lp[ok])
+        return gap
 
-    def _raw_item_reward(
+    def _item_reward_inputs(
         self,
         batch_set: DistillBatchSet,
         totals: np.ndarray,
         counts: np.ndarray,
         losses_after: np.ndarray,
-    ) -> np.ndarray:
+    ) -> list[np.ndarray]:
+        """Per-item columns the configured item reward is computed from (see `_raw_item_reward`)."""
         kind = self.config.item_reward
         if kind == "gap":
             assert batch_set.gap is not None
-            return batch_set.gap
+            return [batch_set.gap]
         if kind == "loss_drop":
-            return loss_drop(batch_set.ref_losses, losses_after)
+            return [batch_set.ref_losses, losses_after]
         n = len(batch_set)
         after = select_logprobs(totals, counts, self.config.normalize_logprobs)
-        return contrastive_margin(
+        return [
             after[:n],
             after[n:],
             batch_set.ref.positive.double().numpy(),
             batch_set.ref.negative.double().numpy(),
-        )
+        ]
+
+    @staticmethod
+    def _raw_item_reward(kind: str, inputs: list[np.ndarray]) -> np.ndarray:
+        if kind == "gap":
+            return inputs[0]
+        if kind == "loss_drop":
+            return loss_drop(*inputs)
+        return contrastive_margin(*inputs)
+
+    def _empty_fallback(
+        self,
+        filt: LearnabilityFilter,
+        choice: FilterChoice,
+        n_offered: int,
+        budget: int | None,
+        *,
+        pair: str,
+        round_idx: int,
+    ) -> FilterChoice:
+        """Apply `config.empty_selection` to a filter choice that selected nothing."""
+        mode = self.config.empty_selection
+        if mode == "error":
+            raise EmptySelectionError(
+                f"{pair}: round {round_idx}: the filter ({choice.strategy}) selected none of "
+                f"the offered candidates; set lada.empty_selection to 'top_k' or 'skip' to go on"
+            )
+        if mode == "skip":
+            return FilterChoice(choice.indices, choice.scores, f"{choice.strategy}+empty_skip")
+        cap = self.config.budget if budget is None else budget
+        k = min(self.config.empty_selection_k, n_offered, cap if cap is not None else n_offered)
+        if choice.scores is not None:
+            indices = np.argsort(-choice.scores, kind="stable")[:k].astype(np.int64)
+        else:
+            indices = random_select(n_offered, k, filt.rng)
+        return FilterChoice(indices, choice.scores, f"{choice.strategy}+empty_top_k")

@@ -18,6 +18,9 @@ The per-item term r_item is a raw learnability signal min-max-normalised over th
   training; large = the receiver learned the item.
 
 The filter's target is r = alpha * sigmoid(r_item) + (1 - alpha) * sigmoid(r_batch).
+
+Every function here refuses non-finite input: a NaN loss or log-prob is a fault to report, not
+a reward. `finite_rows` lets a caller set such items aside (and count them) before computing.
 """
 
 from __future__ import annotations
@@ -39,12 +42,25 @@ def _as_vector(values: ArrayLike, name: str) -> np.ndarray:
     return array
 
 
+def finite_rows(*columns: ArrayLike) -> np.ndarray:
+    """Mask of the items whose value is finite in every given per-item column."""
+    arrays = [np.asarray(c, dtype=np.float64) for c in columns]
+    lengths = {a.shape for a in arrays}
+    if len(lengths) > 1 or any(a.ndim != 1 for a in arrays):
+        raise ValueError(f"columns: expected 1-D arrays of one length, got shapes {lengths}")
+    mask = np.ones(len(arrays[0]) if arrays else 0, dtype=bool)
+    for array in arrays:
+        mask &= np.isfinite(array)
+    return mask
+
+
 def batch_value(losses: ArrayLike) -> float:
     """B = mean over items of exp(loss_i)."""
     array = _as_vector(losses, "losses")
     if array.size == 0:
         raise ValueError("losses: empty; B needs at least one item")
-    return float(np.mean(np.exp(array)))
+    with np.errstate(over="ignore"):  # a loss above ~709 nats gives inf, which callers check
+        return float(np.mean(np.exp(array)))
 
 
 def relative_decrease(previous: float, current: float) -> float:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
 from lada.models.presets import cache_dir, load_model
-from lada.models.training import sft, sft_on_paths
+from lada.models.training import LRSchedule, sft, sft_on_paths
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.gym_suite import SUITES, build_suite
 from lada.tasks.prompts import gold_path, render_prompt
@@ -49,12 +49,18 @@ class PretrainConfig(BaseModel):
     )
     epochs: int = Field(4, ge=1, description="Passes over the pretraining items.")
     batch_size: int = Field(32, ge=1, description="Items per optimizer step.")
-    learning_rate: float = Field(2e-3, gt=0, description="AdamW learning rate.")
+    learning_rate: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
+    schedule: LRSchedule | None = Field(
+        None,
+        description="Warmup and decay of the rate over the whole pretraining run; unset keeps "
+        "the rate constant.",
+    )
     seed: int = Field(0, ge=0, description="Seed of data generation, init and shuffling.")
 
     def key(self) -> str:
         """Cache key: changes whenever anything that shapes the pretrained weights changes."""
-        payload = json.dumps(self.model_dump(), sort_keys=True)
+        # Unset optional fields are left out, so keys of configs written before they existed hold.
+        payload = json.dumps(self.model_dump(exclude_none=True), sort_keys=True)
         return f"{self.preset}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 
 
@@ -106,6 +112,7 @@ def pretrained_llm(
                 batch_size=config.batch_size,
                 seed=config.seed,
                 desc=f"pretrain {config.preset}",
+                schedule=config.schedule,
             )
         else:
             sft(
@@ -115,6 +122,7 @@ def pretrained_llm(
                 batch_size=config.batch_size,
                 seed=config.seed,
                 desc=f"pretrain {config.preset}",
+                schedule=config.schedule,
             )
         model.save(Path(target))
     model = ReasoningModel.load(target, device=device)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from lada.models.guards import DEFAULT_MAX_NONFINITE_SKIPS, CountSink, NonFiniteGuard
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.answers import check_answer, extract_answer
 from lada.tasks.item import ReasoningItem
@@ -17,6 +21,47 @@ from lada.tasks.prompts import gold_path, render_prompt
 
 #: A loss over a batch given as indices into the caller's examples.
 BatchLoss = Callable[[list[int]], torch.Tensor]
+
+
+class LRSchedule(BaseModel):
+    """Learning rate over one `fit` call: linear warmup to the model's rate, then a decay.
+
+    Small models trained from scratch on few steps learn faster with a short warmup (Adam's
+    early moment estimates are noisy) and a decay at the end (the last steps settle instead of
+    bouncing at the peak rate). The peak is the model's own `learning_rate`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warmup_fraction: float = Field(
+        0.05, ge=0, lt=1, description="Share of the call's optimizer steps spent warming up."
+    )
+    decay: Literal["constant", "linear", "cosine"] = Field(
+        "cosine", description="Shape of the fall from the peak to the floor after warmup."
+    )
+    min_lr_fraction: float = Field(
+        0.1, ge=0, le=1, description="Floor of the decay as a fraction of the peak rate."
+    )
+
+    def factor(self, step: int, total_steps: int) -> float:
+        """Multiplier of the peak rate at 0-based `step` of `total_steps`."""
+        warmup = int(self.warmup_fraction * total_steps)
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if self.decay == "constant":
+            return 1.0
+        span = max(total_steps - warmup - 1, 1)
+        progress = min((step - warmup) / span, 1.0)
+        if self.decay == "linear":
+            shape = 1.0 - progress
+        else:
+            shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_lr_fraction + (1.0 - self.min_lr_fraction) * shape
+
+
+def _set_optimizer_lr(model: ReasoningModel, lr: float) -> None:
+    for group in model.optimizer.param_groups:
+        group["lr"] = lr
 
 
 def length_bucketed_batches(
@@ -48,30 +93,42 @@ def fit(
     desc: str = "train",
     progress: bool = True,
     on_nonfinite: Callable[[list[int], float], None] | None = None,
+    schedule: LRSchedule | None = None,
+    max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
+    log: CountSink | None = None,
 ) -> list[float]:
     """Train `model` with `loss_fn` over `len(lengths)` examples; returns per-step losses.
 
-    A non-finite loss is passed to `on_nonfinite` (which may count it, or raise) and its step is
-    skipped; without a handler it raises.
+    A batch with a non-finite loss is skipped (no optimizer step), counted in `log` (counter
+    `lada.models.guards.NONFINITE_COUNTER`) and passed to `on_nonfinite`; more than
+    `max_nonfinite_skips` in this call raise `NonFiniteLossError` (0 = stop at the first).
+    With a `schedule`, the rate of each step follows it (peak = `model.learning_rate`, restored
+    when the call ends); without one it stays constant.
     """
     rng = np.random.default_rng(seed)
     losses: list[float] = []
     steps = epochs * -(-len(lengths) // batch_size)
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
     model.train()
+    step = 0
+    guard = NonFiniteGuard(max_nonfinite_skips, log=log)
     for _ in range(epochs):
         for batch in length_bucketed_batches(lengths, batch_size, rng):
+            if schedule is not None:
+                _set_optimizer_lr(model, model.learning_rate * schedule.factor(step, steps))
+            step += 1
             loss = loss_fn(batch)
-            if not torch.isfinite(loss):
-                if on_nonfinite is None:
-                    raise FloatingPointError(f"loss: non-finite ({loss.item()}) in {desc}")
-                on_nonfinite(batch, float(loss.detach()))
+            if not guard.check(loss, desc):
+                if on_nonfinite is not None:
+                    on_nonfinite(batch, float(loss.detach()))
                 bar.update(1)
                 continue
             losses.append(model.train_step(loss))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
+    if schedule is not None:
+        _set_optimizer_lr(model, model.learning_rate)
     return losses
 
 
@@ -91,6 +148,9 @@ def sft_on_paths(
     seed: int = 0,
     desc: str = "sft",
     progress: bool = True,
+    schedule: LRSchedule | None = None,
+    max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
+    log: CountSink | None = None,
 ) -> list[float]:
     """Supervised fine-tuning on (prompt, path) pairs; the loss covers path tokens only."""
     lengths = [len(p) + len(q) for p, q in zip(prompts, paths, strict=True)]
@@ -107,6 +167,9 @@ def sft_on_paths(
         seed=seed,
         desc=desc,
         progress=progress,
+        schedule=schedule,
+        max_nonfinite_skips=max_nonfinite_skips,
+        log=log,
     )
 
 
@@ -119,6 +182,9 @@ def sft(
     seed: int = 0,
     desc: str = "sft",
     progress: bool = True,
+    schedule: LRSchedule | None = None,
+    max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
+    log: CountSink | None = None,
 ) -> list[float]:
     """Supervised fine-tuning on items' gold rationales."""
     return sft_on_paths(
@@ -130,6 +196,9 @@ def sft(
         seed=seed,
         desc=desc,
         progress=progress,
+        schedule=schedule,
+        max_nonfinite_skips=max_nonfinite_skips,
+        log=log,
     )
 
 

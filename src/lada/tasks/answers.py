@@ -67,7 +67,10 @@ def normalize_numeric(text: str | float | int | None) -> float | None:
     if isinstance(text, bool) or text is None:
         return None
     if isinstance(text, int | float):
-        value = float(text)
+        try:
+            value = float(text)
+        except OverflowError:  # an int beyond the float range is no usable number
+            return None
         return value if math.isfinite(value) else None
     if not isinstance(text, str):
         return None
@@ -82,10 +85,12 @@ def normalize_numeric(text: str | float | int | None) -> float | None:
         cleaned = f"{latex.group(1)}{latex.group(2)}/{latex.group(3)}"
     fraction = _FRACTION_FULL.fullmatch(cleaned)
     if fraction:
-        numerator, denominator = int(fraction.group(1)), int(fraction.group(2))
-        if denominator == 0:
+        try:  # int() refuses over 4300 digits; the quotient may not fit a float
+            numerator, denominator = int(fraction.group(1)), int(fraction.group(2))
+            value = numerator / denominator if denominator else math.nan
+        except (ValueError, OverflowError):
             return None
-        return numerator / denominator
+        return value if math.isfinite(value) else None
     if not _NUMBER_FULL.fullmatch(cleaned):
         return None
     try:

@@ -340,11 +340,7 @@ def load_hf(
         split = _pick_split(dataset, split, file_name)
         dataset = dataset[split]
     default_source = f"{base_name}:{split}" if split else base_name
-    rename = dict(field_map or {})
-    records = (
-        (index, {rename.get(key, key): value for key, value in row.items()})
-        for index, row in enumerate(dataset, start=1)
-    )
+    records = _dataset_records(dataset, file_name, dict(field_map or {}))
     resolved_source = source or default_source
     return _parse_records(
         records,
@@ -368,7 +364,7 @@ def detect_format(path: str | Path) -> str:
         dataset = _read_local_dataset(file_path, file_name, None)
         if isinstance(dataset, datasets.DatasetDict):
             dataset = dataset[_pick_split(dataset, None, file_name)]
-        return _detect(((index, dict(row)) for index, row in enumerate(dataset, 1)), file_name)
+        return _detect(_dataset_records(dataset, file_name, {}), file_name)
     if file_path.suffix.lower() == ".json":
         document = _read_json(file_path, file_name)
         if isinstance(document, Mapping) and "examples" in document:
@@ -506,6 +502,29 @@ def _decode_json(text: str, file_name: str, line: int, field_name: str) -> Any:
         return DataFormatError(file_name, line, field_name, f"invalid JSON ({error.msg})")
     except (ValueError, RecursionError) as error:  # e.g. too many digits, too deep nesting
         return DataFormatError(file_name, line, field_name, f"invalid JSON ({error})")
+
+
+def _dataset_records(
+    dataset: Any, file_name: str, rename: Mapping[str, str]
+) -> Iterator[tuple[int, Any]]:
+    """Rows of a `datasets.Dataset` (columns renamed), line = row index + 1.
+
+    A row the library itself cannot read (pyarrow fails on some column types, e.g. a list of
+    nulls) is yielded as the DataFormatError saying why, so skip_bad can step over it. Rows are
+    streamed; after such a failure the rest are read one by one (the stream is broken).
+    """
+    stream: Iterator[Any] | None = iter(dataset)
+    for index in range(len(dataset)):
+        try:
+            row = next(stream) if stream is not None else dataset[index]
+        except StopIteration:
+            return
+        except Exception as error:  # pyarrow/datasets raise many types; the cause is kept
+            stream = None
+            problem = f"cannot read this row ({type(error).__name__}: {error})"
+            yield index + 1, DataFormatError(file_name, index + 1, "row", problem)
+            continue
+        yield index + 1, {rename.get(key, key): value for key, value in row.items()}
 
 
 def _read_json(file_path: Path, file_name: str) -> Any:
