@@ -115,3 +115,30 @@ def test_an_override_into_a_value_that_is_not_a_table_is_refused(tmp_path: Path)
     message = _message(tmp_path, "[lada]\nalpha = 0.5\n", ["lada.alpha.low=1"])
     assert message == "--set lada.alpha.low: lada.alpha is not a table"
     assert _message(tmp_path, "", ["lada.alpha"]).endswith("expected KEY=VALUE")
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("slms.3.preset=tiny-1m", "slms.3: no list entry '3'"),
+        ("slms.x.preset=tiny-1m", "slms.x: no list entry 'x'"),
+        ("rounds.x=1", "rounds is not a table"),
+    ],
+)
+def test_bad_override_paths_name_the_field(tmp_path, assignment, message):
+    path = tmp_path / "c.toml"
+    path.write_text('rounds = 3\n[[slms]]\npreset = "tiny-1m"\n')
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, [assignment])
+
+
+def test_a_yaml_file_that_is_not_a_table_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("just a string\n")
+    with pytest.raises(ConfigError, match="top level must be a table"):
+        load_config(path, ["rounds=2"])
+
+
+def test_infinite_numbers_are_refused_in_the_experiment_config(tmp_path):
+    with pytest.raises(ConfigError, match="federation.round_timeout_s"):
+        load_config(None, ["federation.round_timeout_s=inf"])

@@ -186,20 +186,27 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     key, text = assignment.split("=", 1)
     parts = key.strip().split(".")
     node: Any = data
-    for i, part in enumerate(parts[:-1]):
+    for i, part in enumerate(parts):
+        where = ".".join(parts[: i + 1])
+        last = i == len(parts) - 1
         if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"--set {key}: {where}: no list entry {part!r} (the list has {len(node)})"
+                )
+            if last:
+                node[int(part)] = _parse_value(text)
+                return
             node = node[int(part)]
-            continue
-        if part not in node or node[part] is None:
-            node[part] = {}
-        node = node[part]
-        if not isinstance(node, dict | list):
-            raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a table")
-    last = parts[-1]
-    if isinstance(node, list):
-        node[int(last)] = _parse_value(text)
-    else:
-        node[last] = _parse_value(text)
+        elif isinstance(node, dict):
+            if last:
+                node[part] = _parse_value(text)
+                return
+            if part not in node or node[part] is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} is not a table")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -208,11 +215,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
     try:
-        if path.suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text) or {}
-        return tomllib.loads(text)
+        data = (
+            (yaml.safe_load(text) or {})
+            if path.suffix in (".yaml", ".yml")
+            else tomllib.loads(text)
+        )
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a table, got {type(data).__name__}")
+    return data
 
 
 def validate(data: dict[str, Any], origin: str = "config") -> ExperimentConfig:
