@@ -1,0 +1,277 @@
+"""Capacity gap: per-domain test accuracy of two tiny model sizes trained at the same budget.
+
+Every preset trains from scratch on the same items, with the same batch size, the same number of
+optimizer steps and the same learning-rate schedule (warmup + decay; only the peak rate differs
+by width, `--lr`). Each domain level is scored on held-out items: greedy-path accuracy, the
+token-mean NLL of the gold path, and a few generated paths to show how a model fails.
+
+    python benchmarks/capacity_gap.py [--presets tiny-1m tiny-10m] [--steps 300] [--threads 1]
+        [--domains chain_sum:1 gcd:1 ... | --suite default] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from lada.models.presets import TINY_PRESETS, load_model  # noqa: E402
+from lada.models.training import LRSchedule, evaluate, sft  # noqa: E402
+from lada.tasks.gym_suite import SUITES, DomainSpec, SuiteConfig, build_suite  # noqa: E402
+from lada.tasks.item import ReasoningItem  # noqa: E402
+from lada.tasks.prompts import gold_path, render_prompt  # noqa: E402
+
+#: Low rungs (one-digit facts, one or two steps) and rungs with copying of several numbers,
+#: multi-digit arithmetic or Euclid steps.
+DEFAULT_DOMAINS = [
+    "chain_sum:1",
+    "basic_arithmetic:1",
+    "chain_sum:2",
+    "leg_counting:1",
+    "gcd:1",
+    "products:2",
+]
+
+#: Peak learning rate per preset, smaller for wider models (rate ~ 1/width). tiny-1m's came from
+#: 800-step single-domain runs (5e-3 ended at a lower loss than 1e-2); the others follow the
+#: width rule, untuned.
+DEFAULT_LR = {"tiny-1m": 5e-3, "tiny-2m": 4e-3, "tiny-gpt2-2m": 4e-3, "tiny-10m": 2e-3}
+
+
+def level_key(item: ReasoningItem) -> str:
+    return f"{item.domain}:{item.difficulty}"
+
+
+def parse_specs(args: argparse.Namespace) -> list[DomainSpec]:
+    if args.suite:
+        return list(SUITES[args.suite].domains)
+    specs = []
+    for entry in args.domains:
+        name, _, level = entry.partition(":")
+        specs.append(DomainSpec(name=name, difficulty=int(level or 1)))
+    return specs
+
+
+def split_items(
+    specs: list[DomainSpec], n_train: int, n_test: int, seed: int
+) -> tuple[list[ReasoningItem], list[ReasoningItem]]:
+    """Disjoint train and test items per domain level (distinct questions across the suite)."""
+    items = build_suite(
+        SuiteConfig(
+            domains=specs,
+            items_per_domain=n_train + n_test,
+            seed=seed,
+            max_attempts_per_item=200,
+        )
+    )
+    by_level: dict[str, list[ReasoningItem]] = defaultdict(list)
+    for item in items:
+        by_level[level_key(item)].append(item)
+    train = [it for level in by_level.values() for it in level[:n_train]]
+    test = [it for level in by_level.values() for it in level[n_train:]]
+    return train, test
+
+
+def constant_answer_baseline(
+    train: list[ReasoningItem], test: list[ReasoningItem]
+) -> dict[str, float]:
+    """Per level, test accuracy of always answering the level's most common train answer: what
+    a model that ignores the question can score (gcd answers are mostly 1)."""
+    answers: dict[str, Counter[str]] = defaultdict(Counter)
+    for item in train:
+        answers[level_key(item)][item.answer] += 1
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for item in test:
+        hits[level_key(item)].append(item.answer == answers[level_key(item)].most_common(1)[0][0])
+    return {key: sum(v) / len(v) for key, v in hits.items()}
+
+
+def loss_curve(losses: list[float], points: int = 10) -> list[float]:
+    """Mean loss over `points` equal windows of the run."""
+    width = max(1, len(losses) // points)
+    return [
+        round(sum(losses[lo : lo + width]) / len(losses[lo : lo + width]), 4)
+        for lo in range(0, len(losses) - width + 1, width)
+    ]
+
+
+def run_preset(
+    preset: str,
+    train: list[ReasoningItem],
+    test: list[ReasoningItem],
+    args: argparse.Namespace,
+    schedule: LRSchedule,
+    learning_rate: float,
+) -> dict:
+    model = load_model(preset, device="cpu", seed=args.seed, learning_rate=learning_rate)
+    steps_per_epoch = -(-len(train) // args.batch_size)
+    epochs = args.epochs or max(1, round(args.steps / steps_per_epoch))
+    start = time.perf_counter()
+    losses = sft(
+        model,
+        train,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        desc=preset,
+        progress=False,
+        schedule=schedule,
+    )
+    train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    gold = [gold_path(it) for it in test]
+    max_new_tokens = max(model.count_tokens(gold)) + args.extra_new_tokens
+    result = evaluate(model, test, max_new_tokens=max_new_tokens)
+    nll = -model.sequence_logprobs([render_prompt(it) for it in test], gold, normalize=True)
+    eval_seconds = time.perf_counter() - start
+
+    correct: dict[str, list[bool]] = defaultdict(list)
+    level_nll: dict[str, list[float]] = defaultdict(list)
+    samples: dict[str, list[dict]] = defaultdict(list)
+    for item, prediction, item_nll in zip(test, result.predictions, nll.tolist(), strict=True):
+        key = level_key(item)
+        correct[key].append(prediction.correct)
+        level_nll[key].append(item_nll)
+        if len(samples[key]) < args.samples:
+            samples[key].append(
+                {"question": item.question, "gold": item.answer, "path": prediction.path}
+            )
+    tail = losses[-max(1, len(losses) // 20) :]
+    return {
+        "preset": preset,
+        "parameters": model.num_parameters(),
+        "learning_rate": learning_rate,
+        "epochs": epochs,
+        "steps": len(losses),
+        "train_seconds": round(train_seconds, 1),
+        "seconds_per_step": round(train_seconds / max(1, len(losses)), 3),
+        "eval_seconds": round(eval_seconds, 1),
+        "max_new_tokens": max_new_tokens,
+        "loss_first_step": round(losses[0], 4),
+        "loss_last_5pct": round(sum(tail) / len(tail), 4),
+        "loss_curve": loss_curve(losses),
+        "accuracy": result.accuracy,
+        "per_level_accuracy": {k: sum(v) / len(v) for k, v in correct.items()},
+        "per_level_test_nll": {k: round(sum(v) / len(v), 4) for k, v in level_nll.items()},
+        "per_level_n": {k: len(v) for k, v in correct.items()},
+        "samples": samples,
+    }
+
+
+def commit() -> dict:
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *cmd], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny-1m", "tiny-10m"])
+    parser.add_argument("--domains", nargs="+", default=DEFAULT_DOMAINS, help="name:level ...")
+    parser.add_argument("--suite", choices=sorted(SUITES), help="use a named suite's domains")
+    parser.add_argument("--train-per-domain", type=int, default=150)
+    parser.add_argument("--test-per-domain", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=300, help="target optimizer steps")
+    parser.add_argument("--epochs", type=int, default=0, help="overrides --steps when > 0")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", nargs="*", default=[], help="preset=rate overrides")
+    parser.add_argument("--warmup-fraction", type=float, default=0.05)
+    parser.add_argument("--decay", choices=["constant", "linear", "cosine"], default="cosine")
+    parser.add_argument("--min-lr-fraction", type=float, default=0.1)
+    parser.add_argument("--extra-new-tokens", type=int, default=24, help="beyond longest gold")
+    parser.add_argument("--samples", type=int, default=2, help="paths kept per level")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = default)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/capacity_gap.json"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    unknown = [p for p in args.presets if p not in TINY_PRESETS]
+    if unknown:
+        parser.error(f"--presets: {unknown} are not tiny presets ({sorted(TINY_PRESETS)})")
+    rates = dict(DEFAULT_LR)
+    for entry in args.lr:
+        name, _, value = entry.partition("=")
+        rates[name] = float(value)
+    schedule = LRSchedule(
+        warmup_fraction=args.warmup_fraction,
+        decay=args.decay,
+        min_lr_fraction=args.min_lr_fraction,
+    )
+
+    wall = time.perf_counter()
+    specs = parse_specs(args)
+    train, test = split_items(specs, args.train_per_domain, args.test_per_domain, args.seed)
+    runs = [run_preset(p, train, test, args, schedule, rates.get(p, 1e-3)) for p in args.presets]
+
+    levels = list(dict.fromkeys(level_key(it) for it in test))
+    baseline = constant_answer_baseline(train, test)
+    table = Table(
+        title=f"Test accuracy (test NLL/token) after {runs[0]['steps']} steps of batch "
+        f"{args.batch_size} on {len(train)} items"
+    )
+    table.add_column("domain:level")
+    table.add_column("constant answer", justify="right")
+    for run in runs:
+        table.add_column(f"{run['preset']} ({run['parameters'] / 1e6:.2f}M)", justify="right")
+    level_sizes = Counter(level_key(it) for it in test)
+    baseline["all"] = sum(baseline[k] * n for k, n in level_sizes.items()) / len(test)
+    for level in [*levels, "all"]:
+        cells = [f"{baseline[level]:.0%}"]
+        for run in runs:
+            if level == "all":
+                cells.append(f"{run['accuracy']:.0%} (loss {run['loss_last_5pct']:.3f})")
+            else:
+                acc = run["per_level_accuracy"][level]
+                cells.append(f"{acc:.0%} ({run['per_level_test_nll'][level]:.3f})")
+        table.add_row(level, *cells)
+    Console().print(table)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": "capacity_gap",
+        "command": " ".join(["python", *sys.argv]),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        **commit(),
+        "wall_seconds": round(time.perf_counter() - wall, 1),
+        "setup": {
+            "levels": levels,
+            "train_items": len(train),
+            "test_items": len(test),
+            "constant_answer_accuracy": baseline,
+            "batch_size": args.batch_size,
+            "schedule": schedule.model_dump(),
+            "seed": args.seed,
+        },
+        "runs": runs,
+    }
+    args.out.write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()
