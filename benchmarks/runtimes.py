@@ -54,7 +54,13 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=["rounds=1"])
     parser.add_argument("--runtimes", default="inprocess,flower-sim,flower-deployment")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of this process (as each client)"
+    )
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     console = Console()
     config = load_config(args.config, args.overrides)
     n_clients = config.data.split.n_clients
@@ -101,6 +107,8 @@ def main() -> None:
                 "config": str(args.config),
                 "overrides": args.overrides,
                 "machine": {"cpus": os.cpu_count(), "processor": platform.processor()},
+                "threads": args.threads,
+                "load_average_at_end": os.getloadavg(),
                 "commit": commit,
                 "date": time.strftime("%Y-%m-%d"),
                 "results": results,
