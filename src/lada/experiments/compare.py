@@ -6,6 +6,10 @@ Variants (each a set of config overrides on the same base config):
   random          LaDa with random selection at the same item count (no filter)
   exploit_only    LaDa without the exploration network f2
   sft_only        LaDa without the contrastive term (lambda = 0)
+  no_clustering   LaDa without the round-1 K-means bootstrap (random choice at the budget)
+  gate_off        LaDa with the paper's preference by role (no correctness gate)
+Sweeps are named by their value: `alpha=0.25` (reward mix) and `lambda=2` (contrastive weight)
+are LaDa with that one field changed; they are accepted wherever a variant name is.
 Writes `compare.md` (mean and spread per variant), `compare.json`, and plots into one folder.
 """
 
@@ -29,13 +33,50 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "random": {"lada_enabled": True, "lada.selection_mode": "random"},
     "exploit_only": {"lada_enabled": True, "lada.selection_mode": "exploit_only"},
     "sft_only": {"lada_enabled": True, "lada.cd_weight": 0.0},
+    "no_clustering": {"lada_enabled": True, "lada.cluster_bootstrap": False},
+    "gate_off": {"lada_enabled": True, "lada.correctness_gate": False},
 }
 
+#: Swept LaDa fields by the name a sweep variant uses (`alpha=0.25`, `lambda=2`).
+SWEEPS: dict[str, str] = {"alpha": "lada.alpha", "lambda": "lada.cd_weight"}
 
-def variant_config(base: ExperimentConfig, variant: str, seed: int, out: Path) -> ExperimentConfig:
+
+def variant_overrides(variant: str) -> dict[str, Any]:
+    """The config overrides of a named variant or of a sweep point such as `alpha=0.25`."""
+    if variant in VARIANTS:
+        return VARIANTS[variant]
+    name, sep, value = variant.partition("=")
+    if sep and name in SWEEPS:
+        try:
+            return {"lada_enabled": True, SWEEPS[name]: float(value)}
+        except ValueError:
+            pass
+    raise ValueError(
+        f"variant {variant!r}: unknown; known: {list(VARIANTS)} or a sweep point "
+        f"{', '.join(f'{k}=VALUE' for k in SWEEPS)}"
+    )
+
+
+def is_variant(variant: str) -> bool:
+    try:
+        variant_overrides(variant)
+    except ValueError:
+        return False
+    return True
+
+
+def variant_config(
+    base: ExperimentConfig,
+    variant: str,
+    seed: int,
+    out: Path,
+    extra: dict[str, Any] | None = None,
+) -> ExperimentConfig:
+    """`base` turned into one variant at one seed; `extra` overrides are applied last (dotted
+    keys, e.g. {"train.public_epochs": 2} for an equal token budget)."""
     data = base.model_dump(mode="json")
     data.update(seed=seed, output_dir=str(out / variant), name=variant)
-    for key, value in VARIANTS[variant].items():
+    for key, value in {**variant_overrides(variant), **(extra or {})}.items():
         node = data
         *parents, last = key.split(".")
         for part in parents:
@@ -97,9 +138,9 @@ def compare(
     console: Console | None = None,
 ) -> Path:
     console = console or Console(stderr=True)
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if not is_variant(v)]
     if unknown:
-        raise ValueError(f"variants: unknown {unknown}; known: {list(VARIANTS)}")
+        raise ValueError(f"variants: unknown {unknown}; known: {list(VARIANTS)}, alpha=X, lambda=X")
     seeds = list(seeds if seeds is not None else base.seeds)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = out or Path(base.output_dir) / f"compare-{base.name}-{base.host.name}-{stamp}"

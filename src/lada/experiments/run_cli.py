@@ -64,11 +64,14 @@ def compare_cmd(
     except ConfigError as err:
         console.print(f"[red]invalid config[/]\n{err}")
         raise typer.Exit(2) from None
-    from lada.experiments.compare import VARIANTS, compare
+    from lada.experiments.compare import SWEEPS, VARIANTS, compare, is_variant
 
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if not is_variant(v)]
     if unknown:
-        console.print(f"[red]unknown variants {unknown}; known: {list(VARIANTS)}[/]")
+        console.print(
+            f"[red]unknown variants {unknown}; known: {list(VARIANTS)} or a sweep point such as "
+            f"{next(iter(SWEEPS))}=0.3[/]"
+        )
         raise typer.Exit(2)
     folder = compare(
         cfg, variants=variants or tuple(VARIANTS), seeds=seeds or None, out=out, console=console

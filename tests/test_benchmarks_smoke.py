@@ -1,0 +1,126 @@
+"""The benchmark machinery on a minimal config: run cache, token-budget matching, aggregation."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from lada.experiments.compare import variant_config, variant_overrides
+from lada.experiments.config import validate
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+
+import common  # noqa: E402
+import communication  # noqa: E402
+import filter_quality  # noqa: E402
+import overhead  # noqa: E402
+import scale  # noqa: E402
+
+
+def minimal_config(tmp_path: Path):
+    return validate(
+        {
+            "name": "smoke",
+            "rounds": 2,
+            "output_dir": str(tmp_path / "runs"),
+            "data": {
+                "suite": "default",
+                "split": {"n_public": 12, "n_clients": 2, "n_train": 8, "n_test": 2},
+            },
+            "llm": {"preset": "tiny-1m", "pretrain": {"items_per_domain": 6, "epochs": 1}},
+            "slms": [{"preset": "tiny-1m"}],
+            "train": {
+                "batch_size": 8,
+                "max_new_tokens": 12,
+                "warmup_local_epochs": 1,
+                "generation_batch_size": 16,
+            },
+            "evaluation": {"llm_rounds": "none"},
+            "host": {"name": "fedcot"},
+            "lada": {
+                "hidden_size": 8,
+                "n_clusters": 2,
+                "epochs_per_round": 1,
+                "kmeans_n_init": 1,
+                "negative_max_new_tokens": 12,
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def matched(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("bench")
+    common.setup_environment(1)
+    cache = common.RunCache(tmp / "cache", Console(quiet=True))
+    base = minimal_config(tmp)
+    return cache, base, common.equal_budget(cache, base, seed=0)
+
+
+def test_equal_budget_brings_lada_tokens_to_the_hosts(matched) -> None:
+    _, base, match = matched
+    host = match.host.slm_public_tokens()
+    lada = match.lada.slm_public_tokens()
+    assert host > 0 and lada > 0
+    # LaDa trains on a selection, so fewer tokens than the host at the same epochs ...
+    assert lada < host
+    assert match.epochs_factor == max(1, round(host / lada))
+    # ... and the matched run is no further from the host's budget than the unmatched one.
+    equal = match.lada_equal.slm_public_tokens()
+    assert abs(equal / host - 1) <= abs(lada / host - 1)
+    # Private SFT tokens are identical across variants and excluded from the public count.
+    assert (
+        match.host.extras["private_tokens_per_round"]
+        == match.lada.extras["private_tokens_per_round"]
+    )
+
+
+def test_run_cache_runs_each_config_once(matched) -> None:
+    cache, base, match = matched
+    folders = sorted(p.name for p in cache.root.iterdir())
+    again = common.equal_budget(cache, base, seed=0)
+    assert again.host.run_dir == match.host.run_dir
+    assert again.lada_equal.run_dir == match.lada_equal.run_dir
+    assert sorted(p.name for p in cache.root.iterdir()) == folders
+
+
+def test_overhead_and_communication_read_the_runs(matched) -> None:
+    _, _, match = matched
+    result = overhead.host_overhead(
+        {"host": [match.host], "lada": [match.lada], "lada_equal": [match.lada_equal]}
+    )
+    assert "scoring" in result["lada"]["phase_seconds"]
+    assert "scoring" not in result["host"]["phase_seconds"]
+    assert result["lada"]["lada_phase_seconds"] > 0
+    assert math.isfinite(result["lada"]["lada_phase_fraction"])
+    kinds = communication.bytes_by_kind([match.lada])
+    round_bytes = match.lada.federated_rounds()[0]["traffic"]["total_bytes"]
+    assert sum(row["per_round"] for row in kinds.values()) == pytest.approx(round_bytes, rel=0.5)
+    hist = filter_quality.selection_histograms(match.lada)
+    assert set(hist) == {"0", "1"}
+    assert all(h["n_selected"] == sum(h["domains"].values()) for h in hist["0"].values())
+
+
+def test_sweep_variants_and_extra_overrides(tmp_path: Path) -> None:
+    assert variant_overrides("alpha=0.25") == {"lada_enabled": True, "lada.alpha": 0.25}
+    assert variant_overrides("lambda=2")["lada.cd_weight"] == 2.0
+    with pytest.raises(ValueError, match="unknown"):
+        variant_overrides("beta=3")
+    config = variant_config(
+        minimal_config(tmp_path), "gate_off", 3, tmp_path, extra={"train.public_epochs": 4}
+    )
+    assert config.seed == 3 and config.train.public_epochs == 4
+    assert config.lada.correctness_gate is False
+
+
+def test_statistics_helpers() -> None:
+    assert filter_quality.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert filter_quality.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert filter_quality.spearman([1, 1, 1], [1, 2, 3]) is None
+    fit = scale.linear_fit([2, 4, 8], [3.0, 5.0, 9.0])
+    assert fit["slope"] == pytest.approx(1.0) and fit["intercept"] == pytest.approx(1.0)
+    assert fit["r2"] == pytest.approx(1.0)
