@@ -19,24 +19,21 @@ from what is selected and how it is learned, not from training longer:
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
 from common import (
     HOSTS,
     RunCache,
-    base_parser,
     budget_overrides,
+    cli_main,
     equal_budget,
     host_config,
-    make_console,
     mean_sd,
     pct,
     print_table,
+    run_benchmark,
     scale_name,
-    setup_environment,
-    write_result,
 )
 from efficacy import aggregate, run_row
 from rich.console import Console
@@ -128,23 +125,19 @@ def report(result: dict[str, Any], console: Console) -> None:
 
 
 def run_cli(args: argparse.Namespace, cache: RunCache | None = None) -> dict[str, Any]:
-    started = time.perf_counter()
-    setup_environment(args.threads)
-    console = make_console()
-    cache = cache or RunCache(args.cache_dir, console)
-    result = run(
-        scale=scale_name(args),
-        host=args.host,
-        seeds=args.seeds,
-        overrides=args.overrides,
-        cache=cache,
-        alphas=args.alphas,
-        lambdas=args.lambdas,
-        config=args.config,
-    )
-    report(result, console)
-    console.print(f"wrote {write_result('ablations', result, args.out, started)}")
-    return result
+    def compute(cache: RunCache) -> dict[str, Any]:
+        return run(
+            scale=scale_name(args),
+            host=args.host,
+            seeds=args.seeds,
+            overrides=args.overrides,
+            cache=cache,
+            alphas=args.alphas,
+            lambdas=args.lambdas,
+            config=args.config,
+        )
+
+    return run_benchmark("ablations", args, cache, compute, report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,9 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main() -> None:
-    parser = base_parser(__doc__)
-    add_arguments(parser)
-    run_cli(parser.parse_args())
+    cli_main(__doc__, add_arguments, run_cli)
 
 
 if __name__ == "__main__":

@@ -474,3 +474,32 @@ def cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_benchmark(
+    name: str,
+    args: argparse.Namespace,
+    cache: RunCache | None,
+    run: Any,
+    report: Any,
+) -> dict[str, Any]:
+    """The shared body of a benchmark's `run_cli`: environment, run cache, table, JSON.
+
+    `run(cache)` computes the result (the module binds its own arguments), `report(result,
+    console)` prints it, and the JSON goes to `args.out` (or `benchmarks/results/<name>.json`).
+    """
+    started = time.perf_counter()
+    setup_environment(args.threads)
+    console = make_console()
+    cache = cache or RunCache(args.cache_dir, console)
+    result = run(cache)
+    report(result, console)
+    console.print(f"wrote {write_result(name, result, args.out, started)}")
+    return result
+
+
+def cli_main(doc: str, add_arguments: Any, run_cli: Any) -> None:
+    """A benchmark script's `main`: its parser (shared options + its own) and `run_cli`."""
+    parser = base_parser(doc)
+    add_arguments(parser)
+    run_cli(parser.parse_args())

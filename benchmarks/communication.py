@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -22,14 +21,12 @@ from common import (
     HOSTS,
     RunCache,
     RunRecord,
-    base_parser,
+    cli_main,
     equal_budget,
     host_config,
-    make_console,
     print_table,
+    run_benchmark,
     scale_name,
-    setup_environment,
-    write_result,
 )
 from rich.console import Console
 
@@ -135,20 +132,16 @@ def report(result: dict[str, Any], console: Console) -> None:
 
 
 def run_cli(args: argparse.Namespace, cache: RunCache | None = None) -> dict[str, Any]:
-    started = time.perf_counter()
-    setup_environment(args.threads)
-    console = make_console()
-    cache = cache or RunCache(args.cache_dir, console)
-    result = run(
-        scale=scale_name(args),
-        hosts=args.hosts,
-        seeds=args.seeds,
-        overrides=args.overrides,
-        cache=cache,
-    )
-    report(result, console)
-    console.print(f"wrote {write_result('communication', result, args.out, started)}")
-    return result
+    def compute(cache: RunCache) -> dict[str, Any]:
+        return run(
+            scale=scale_name(args),
+            hosts=args.hosts,
+            seeds=args.seeds,
+            overrides=args.overrides,
+            cache=cache,
+        )
+
+    return run_benchmark("communication", args, cache, compute, report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,9 +149,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main() -> None:
-    parser = base_parser(__doc__)
-    add_arguments(parser)
-    run_cli(parser.parse_args())
+    cli_main(__doc__, add_arguments, run_cli)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ goal check (host + LaDa >= +8 points mean SLM accuracy over the host, LLM not wo
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,14 @@ from common import (
     ROOT,
     RunCache,
     RunRecord,
-    base_parser,
+    cli_main,
     equal_budget,
     host_config,
-    make_console,
     mean_sd,
     pct,
     print_table,
+    run_benchmark,
     scale_name,
-    setup_environment,
-    write_result,
 )
 from rich.console import Console
 
@@ -243,28 +240,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main() -> None:
-    parser = base_parser(__doc__)
-    add_arguments(parser)
-    run_cli(parser.parse_args())
+    cli_main(__doc__, add_arguments, run_cli)
 
 
 def run_cli(args: argparse.Namespace, cache: RunCache | None = None) -> dict[str, Any]:
-    started = time.perf_counter()
-    setup_environment(args.threads)
-    console = make_console()
-    cache = cache or RunCache(args.cache_dir, console)
-    result = run(
-        scale=scale_name(args),
-        hosts=args.hosts,
-        seeds=args.seeds,
-        overrides=args.overrides,
-        cache=cache,
-        config=getattr(args, "config", None),
-        plot=args.plot,
-    )
-    report(result, console)
-    console.print(f"wrote {write_result('efficacy', result, args.out, started)}")
-    return result
+    def compute(cache: RunCache) -> dict[str, Any]:
+        return run(
+            scale=scale_name(args),
+            hosts=args.hosts,
+            seeds=args.seeds,
+            overrides=args.overrides,
+            cache=cache,
+            config=getattr(args, "config", None),
+            plot=args.plot,
+        )
+
+    return run_benchmark("efficacy", args, cache, compute, report)
 
 
 if __name__ == "__main__":

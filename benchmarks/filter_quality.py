@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,9 @@ from common import (
     budget_overrides,
     equal_budget,
     host_config,
-    make_console,
     print_table,
+    run_benchmark,
     scale_name,
-    setup_environment,
-    write_result,
 )
 from rich.console import Console
 
@@ -366,21 +363,17 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 
 
 def run_cli(args: argparse.Namespace, cache: RunCache | None = None) -> dict[str, Any]:
-    started = time.perf_counter()
-    setup_environment(args.threads)
-    console = make_console()
-    cache = cache or RunCache(args.cache_dir, console)
-    result = run(
-        scale=scale_name(args),
-        host=args.host,
-        seeds=args.seeds,
-        overrides=args.overrides,
-        cache=cache,
-        config=args.config,
-    )
-    report(result, console)
-    console.print(f"wrote {write_result('filter_quality', result, args.out, started)}")
-    return result
+    def compute(cache: RunCache) -> dict[str, Any]:
+        return run(
+            scale=scale_name(args),
+            host=args.host,
+            seeds=args.seeds,
+            overrides=args.overrides,
+            cache=cache,
+            config=args.config,
+        )
+
+    return run_benchmark("filter_quality", args, cache, compute, report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

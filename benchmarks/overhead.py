@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,12 @@ from common import (
     ROOT,
     RunCache,
     RunRecord,
-    base_parser,
+    cli_main,
     equal_budget,
     host_config,
-    make_console,
     print_table,
+    run_benchmark,
     scale_name,
-    setup_environment,
-    write_result,
 )
 from rich.console import Console
 
@@ -172,20 +169,16 @@ def report(result: dict[str, Any], console: Console) -> None:
 
 
 def run_cli(args: argparse.Namespace, cache: RunCache | None = None) -> dict[str, Any]:
-    started = time.perf_counter()
-    setup_environment(args.threads)
-    console = make_console()
-    cache = cache or RunCache(args.cache_dir, console)
-    result = run(
-        scale=scale_name(args),
-        hosts=args.hosts,
-        seeds=args.seeds,
-        overrides=args.overrides,
-        cache=cache,
-    )
-    report(result, console)
-    console.print(f"wrote {write_result('overhead', result, args.out, started)}")
-    return result
+    def compute(cache: RunCache) -> dict[str, Any]:
+        return run(
+            scale=scale_name(args),
+            hosts=args.hosts,
+            seeds=args.seeds,
+            overrides=args.overrides,
+            cache=cache,
+        )
+
+    return run_benchmark("overhead", args, cache, compute, report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,9 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main() -> None:
-    parser = base_parser(__doc__)
-    add_arguments(parser)
-    run_cli(parser.parse_args())
+    cli_main(__doc__, add_arguments, run_cli)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,9 @@ from typing import Any
 from common import (
     CONFIGS,
     RunCache,
-    base_parser,
-    make_console,
+    cli_main,
     print_table,
-    setup_environment,
-    write_result,
+    run_benchmark,
 )
 from efficacy import run_row
 from overhead import phase_seconds, round_seconds
@@ -99,20 +97,16 @@ def report(result: dict[str, Any], console: Console) -> None:
 
 
 def run_cli(args: argparse.Namespace, cache: RunCache | None = None) -> dict[str, Any]:
-    started = time.perf_counter()
-    setup_environment(args.threads)
-    console = make_console()
-    cache = cache or RunCache(args.cache_dir, console)
-    result = run(
-        config=args.config,
-        variants=args.variants,
-        seeds=args.seeds,
-        overrides=args.overrides,
-        cache=cache,
-    )
-    report(result, console)
-    console.print(f"wrote {write_result('realistic', result, args.out, started)}")
-    return result
+    def compute(cache: RunCache) -> dict[str, Any]:
+        return run(
+            config=args.config,
+            variants=args.variants,
+            seeds=args.seeds,
+            overrides=args.overrides,
+            cache=cache,
+        )
+
+    return run_benchmark("realistic", args, cache, compute, report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,9 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main() -> None:
-    parser = base_parser(__doc__)
-    add_arguments(parser)
-    run_cli(parser.parse_args())
+    cli_main(__doc__, add_arguments, run_cli)
 
 
 if __name__ == "__main__":
