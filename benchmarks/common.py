@@ -208,7 +208,9 @@ def write_result(name: str, payload: dict[str, Any], out: Path | None, started: 
     }
     path = out or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+    text = json.dumps(record, indent=2, default=_jsonable)
+    # Paths inside the repository are written relative to it: results do not name this machine.
+    path.write_text(text.replace(json.dumps(str(ROOT) + "/")[1:-1], "") + "\n")
     return path
 
 
