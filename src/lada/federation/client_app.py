@@ -29,9 +29,8 @@ from lada.hosts.registry import make_host
 from lada.tasks.item import ReasoningItem
 
 log = logging.getLogger("lada.client")
-#: Error codes of error replies (Flower reserves small numbers for its own errors).
+#: Error code of the reply to a malformed message (Flower reserves small numbers for its own).
 MALFORMED = 4001
-FAILED = 4002
 
 
 def client_id_of(context: Context) -> int:
