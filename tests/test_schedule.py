@@ -103,3 +103,25 @@ def test_pretrain_key_ignores_unset_schedule_and_changes_with_one() -> None:
     scheduled = PretrainConfig(schedule=LRSchedule())
     assert scheduled.key() != plain.key()
     assert scheduled.key() != PretrainConfig(schedule=LRSchedule(decay="linear")).key()
+
+
+def test_fit_calls_on_step_after_each_optimizer_step_and_resumes_training_mode() -> None:
+    """A callback that evaluates (switching to eval mode) must not leave training in eval mode."""
+    model = load_model("tiny-1m", device="cpu", seed=0, learning_rate=1e-3)
+    prompts, paths = ["Q: 1 + 1 = ?\nA:"] * 6, [" 1 + 1 = 2\n#### 2\n"] * 6
+    seen: list[int] = []
+    modes: list[bool] = []
+
+    def loss_fn(batch: list[int]) -> torch.Tensor:
+        modes.append(model.model.training)
+        return path_nll(model, [prompts[i] for i in batch], [paths[i] for i in batch])
+
+    def on_step(step: int) -> None:
+        seen.append(step)
+        model.eval()
+
+    losses = fit(
+        model, [1] * 6, loss_fn, epochs=2, batch_size=2, seed=0, progress=False, on_step=on_step
+    )
+    assert seen == list(range(1, len(losses) + 1)) == list(range(1, 7))
+    assert all(modes)

@@ -96,6 +96,7 @@ def fit(
     schedule: LRSchedule | None = None,
     max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
     log: CountSink | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Train `model` with `loss_fn` over `len(lengths)` examples; returns per-step losses.
 
@@ -103,7 +104,8 @@ def fit(
     `lada.models.guards.NONFINITE_COUNTER`) and passed to `on_nonfinite`; more than
     `max_nonfinite_skips` in this call raise `NonFiniteLossError` (0 = stop at the first).
     With a `schedule`, the rate of each step follows it (peak = `model.learning_rate`, restored
-    when the call ends); without one it stays constant.
+    when the call ends); without one it stays constant. `on_step(n)` runs after the n-th
+    optimizer step (1-based), e.g. to evaluate along the way.
     """
     rng = np.random.default_rng(seed)
     losses: list[float] = []
@@ -126,6 +128,9 @@ def fit(
             losses.append(model.train_step(loss))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if on_step is not None:
+                on_step(len(losses))
+                model.train()
     bar.close()
     if schedule is not None:
         _set_optimizer_lr(model, model.learning_rate)
@@ -151,6 +156,7 @@ def sft_on_paths(
     schedule: LRSchedule | None = None,
     max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
     log: CountSink | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Supervised fine-tuning on (prompt, path) pairs; the loss covers path tokens only."""
     lengths = [len(p) + len(q) for p, q in zip(prompts, paths, strict=True)]
@@ -170,6 +176,7 @@ def sft_on_paths(
         schedule=schedule,
         max_nonfinite_skips=max_nonfinite_skips,
         log=log,
+        on_step=on_step,
     )
 
 
@@ -185,6 +192,7 @@ def sft(
     schedule: LRSchedule | None = None,
     max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
     log: CountSink | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Supervised fine-tuning on items' gold rationales."""
     return sft_on_paths(
@@ -199,6 +207,7 @@ def sft(
         schedule=schedule,
         max_nonfinite_skips=max_nonfinite_skips,
         log=log,
+        on_step=on_step,
     )
 
 
