@@ -16,9 +16,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from common import write_result  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -196,18 +194,6 @@ def run_preset(
     }
 
 
-def commit() -> dict:
-    def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *cmd], capture_output=True, text=True, check=True
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny-1m", "tiny-10m"])
@@ -228,7 +214,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per preset")
     parser.add_argument("--jobs", type=int, default=1, help="presets trained in parallel")
     parser.add_argument("--eval-every", type=int, default=0, help="learning-curve interval")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/capacity_gap.json"))
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -279,19 +265,8 @@ def main() -> None:
         table.add_row(level, *cells)
     Console().print(table)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "benchmark": "capacity_gap",
-        "command": " ".join(["python", *sys.argv]),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
-        **commit(),
-        "wall_seconds": round(time.perf_counter() - wall, 1),
+        "torch_threads_per_preset": torch.get_num_threads(),
         "setup": {
             "levels": levels,
             "train_items": len(train),
@@ -303,7 +278,7 @@ def main() -> None:
         },
         "runs": runs,
     }
-    args.out.write_text(json.dumps(payload, indent=2))
+    write_result("capacity_gap", payload, args.out, wall)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from lada.experiments.config import validate
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
+import capacity_gap  # noqa: E402
 import common  # noqa: E402
 import communication  # noqa: E402
 import filter_quality  # noqa: E402
@@ -124,3 +126,29 @@ def test_statistics_helpers() -> None:
     fit = scale.linear_fit([2, 4, 8], [3.0, 5.0, 9.0])
     assert fit["slope"] == pytest.approx(1.0) and fit["intercept"] == pytest.approx(1.0)
     assert fit["r2"] == pytest.approx(1.0)
+
+
+def test_capacity_gap_records_a_learning_curve_per_level(tmp_path: Path, monkeypatch) -> None:
+    """The capacity-gap benchmark evaluates every `--eval-every` steps and writes each level."""
+    out = tmp_path / "gap.json"
+    argv = [
+        "capacity_gap.py",
+        "--presets", "tiny-1m",
+        "--domains", "chain_sum:2", "gcd:1",
+        "--train-per-domain", "8",
+        "--test-per-domain", "2",
+        "--steps", "2",
+        "--batch-size", "8",
+        "--eval-every", "1",
+        "--extra-new-tokens", "0",
+        "--out", str(out),
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    capacity_gap.main()
+    record = json.loads(out.read_text())
+    (run,) = record["runs"]
+    assert run["steps"] == 2
+    assert [point["step"] for point in run["accuracy_curve"]] == [1, 2]
+    assert all({"chain_sum:2", "gcd:1"} <= set(point) for point in run["accuracy_curve"])
+    assert set(record["setup"]["constant_answer_accuracy"]) == {"chain_sum:2", "gcd:1", "all"}
+    assert run["per_level_n"] == {"chain_sum:2": 2, "gcd:1": 2}
