@@ -111,6 +111,20 @@ def test_host_fields_name_the_host_and_the_field(tmp_path: Path) -> None:
     assert _message(tmp_path, "", ['host.name="fedfoo"']).startswith("FILE: host: ")
 
 
+def test_a_host_table_without_a_name_configures_the_default_host(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[host]\nrationale_weight = 0.7\n")
+    from_file = load_config(path)
+    path.write_text("")
+    from_override = load_config(path, ["host.rationale_weight=0.7"])
+    for config in (from_file, from_override):
+        assert config.host.name == load_config(None).host.name
+        assert config.host.rationale_weight == 0.7
+    assert re.match(
+        r"FILE: host(\.fedcot)?\.top_k: Extra inputs", _message(tmp_path, "", ["host.top_k=3"])
+    )
+
+
 def test_an_override_into_a_value_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
     message = _message(tmp_path, "[lada]\nalpha = 0.5\n", ["lada.alpha.low=1"])
     assert message == "--set lada.alpha.low: lada.alpha is not a table"

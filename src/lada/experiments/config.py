@@ -227,10 +227,24 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _with_host_name(data: dict[str, Any]) -> dict[str, Any]:
+    """A `[host]` table without `name` means the default host, as a missing table does.
+
+    The host is a tagged union, so without this a lone `--set host.rationale_weight=0.7`
+    would fail with pydantic's "Unable to extract tag" instead of setting the default host's
+    field.
+    """
+    host = data.get("host")
+    if not isinstance(host, dict) or "name" in host:
+        return data
+    default_name = ExperimentConfig.model_fields["host"].default_factory().name
+    return {**data, "host": {"name": default_name, **host}}
+
+
 def validate(data: dict[str, Any], origin: str = "config") -> ExperimentConfig:
     """Validate a config dict; the error names each offending field by its dotted path."""
     try:
-        return ExperimentConfig.model_validate(data)
+        return ExperimentConfig.model_validate(_with_host_name(data))
     except ValidationError as err:
         lines = []
         for e in err.errors():
