@@ -45,11 +45,8 @@ DEFAULT_DOMAINS = [
     "products:2",
 ]
 
-#: Peak learning rate per preset, smaller for wider models (rate ~ 1/width). tiny-1m's came from
-#: 600-step chain_sum:2 runs (test accuracy 46%, 34%, 48%, 14% at 5e-4, 1e-3, 2e-3, 3e-3; at 5e-3
-#: nothing was learned in 1250 steps): a cliff near 3e-3. tiny-10m's is tiny-1m's scaled by
-#: width (128/320) to stay as far below its cliff; the others follow the same rule, untuned.
-DEFAULT_LR = {"tiny-1m": 1e-3, "tiny-2m": 8e-4, "tiny-gpt2-2m": 8e-4, "tiny-10m": 5e-4}
+#: Peak learning rate per preset: each tiny preset's own (`TinySpec.learning_rate`).
+DEFAULT_LR = {name: spec.learning_rate for name, spec in TINY_PRESETS.items()}
 
 
 def level_key(item: ReasoningItem) -> str:

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lada.models.device import resolve_device
-from lada.models.presets import load_model
-from lada.models.training import EvalResult, evaluate, sft
+from lada.models.presets import default_learning_rate, load_model
+from lada.models.training import EvalResult, LRSchedule, evaluate, sft
 from lada.tasks.gym_suite import SUITES, load_suite
 
 local_app = typer.Typer(no_args_is_help=False)
@@ -42,8 +42,15 @@ def local(
     train_per_domain: int = typer.Option(300, help="Training items per domain."),
     test_per_domain: int = typer.Option(50, help="Test items per domain."),
     epochs: int = typer.Option(3, min=1, help="Passes over the training items."),
-    batch_size: int = typer.Option(32, min=1),
-    lr: float = typer.Option(2e-3, help="AdamW learning rate."),
+    batch_size: int = typer.Option(16, min=1),
+    lr: float | None = typer.Option(
+        None,
+        help="Peak AdamW learning rate for every model (default: each preset's own, "
+        "TinySpec.learning_rate; 2e-5 for pretrained weights).",
+    ),
+    warmup_fraction: float = typer.Option(0.05, min=0, max=0.99, help="Warmup share of steps."),
+    decay: str = typer.Option("cosine", help="Rate decay after warmup: constant|linear|cosine."),
+    min_lr_fraction: float = typer.Option(0.1, min=0, max=1, help="Decay floor / peak."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA when present, else CPU), cpu, cuda, ..."),
     out: Path | None = typer.Option(None, help="Write the results as JSON here."),
@@ -52,6 +59,11 @@ def local(
     console = Console()
     if suite not in SUITES:
         raise typer.BadParameter(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    if decay not in ("constant", "linear", "cosine"):
+        raise typer.BadParameter(f"--decay: {decay!r} is not constant, linear or cosine")
+    schedule = LRSchedule(
+        warmup_fraction=warmup_fraction, decay=decay, min_lr_fraction=min_lr_fraction
+    )
     n_domains = len(SUITES[suite].domains)
     items = load_suite(suite, n=(train_per_domain + test_per_domain) * n_domains, seed=seed)
     by_domain: dict[str, list] = {}
@@ -64,10 +76,20 @@ def local(
     )
     results: dict[str, EvalResult] = {}
     timings: dict[str, float] = {}
+    rates: dict[str, float] = {}
     for name in models:
-        model = load_model(name, device=device, seed=seed, learning_rate=lr)
+        rates[name] = lr if lr is not None else default_learning_rate(name)
+        model = load_model(name, device=device, seed=seed, learning_rate=rates[name])
         start = time.perf_counter()
-        sft(model, train, epochs=epochs, batch_size=batch_size, seed=seed, desc=f"train {name}")
+        sft(
+            model,
+            train,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            desc=f"train {name}",
+            schedule=schedule,
+        )
         timings[name] = time.perf_counter() - start
         label = f"{name} ({model.num_parameters() / 1e6:.1f}M)"
         results[label] = evaluate(model, test)
@@ -81,6 +103,8 @@ def local(
             "epochs": epochs,
             "seed": seed,
             "train_seconds": timings,
+            "learning_rates": rates,
+            "schedule": schedule.model_dump(),
             "results": {k: v.to_dict() for k, v in results.items()},
         }
         out.write_text(json.dumps(payload, indent=2))

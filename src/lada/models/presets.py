@@ -55,6 +55,11 @@ class TinySpec:
     intermediate: int
     tokenizer: TokenizerKind = "char"
     max_positions: int = 512
+    #: Peak AdamW rate for training from scratch with a short warmup and a decay
+    #: (`lada.models.training.LRSchedule`). Narrow models tolerate more: tiny-1m learns at 1e-3
+    #: and nothing at 3e-3 or above; wider presets take tiny-1m's rate scaled by width
+    #: (benchmarks/capacity_gap.py, docs/results.md).
+    learning_rate: float = 1e-3
 
 
 TINY_PRESETS: dict[str, TinySpec] = {
@@ -62,16 +67,38 @@ TINY_PRESETS: dict[str, TinySpec] = {
     # chain_sum 2 and leg_counting 1 in ~1700 steps (10 minutes on one CPU thread) but not the
     # carries of chain_sum 3; at 3e-3 and above it learns none of them
     # (benchmarks/capacity_gap.py, docs/results.md).
-    "tiny-1m": TinySpec("llama", hidden=128, layers=4, heads=4, intermediate=384),
+    "tiny-1m": TinySpec(
+        "llama", hidden=128, layers=4, heads=4, intermediate=384, learning_rate=1e-3
+    ),
     # ~2M parameters, GPT-2 architecture and a word-level tokenizer: a heterogeneous SLM.
     "tiny-gpt2-2m": TinySpec(
-        "gpt2", hidden=160, layers=6, heads=4, intermediate=640, tokenizer="word"
+        "gpt2",
+        hidden=160,
+        layers=6,
+        heads=4,
+        intermediate=640,
+        tokenizer="word",
+        learning_rate=8e-4,
     ),
     # ~2M parameters: a larger SLM of the same family as tiny-1m.
-    "tiny-2m": TinySpec("llama", hidden=160, layers=6, heads=4, intermediate=480),
+    "tiny-2m": TinySpec(
+        "llama", hidden=160, layers=6, heads=4, intermediate=480, learning_rate=8e-4
+    ),
     # ~10M parameters: the server LLM of the offline default setting.
-    "tiny-10m": TinySpec("llama", hidden=320, layers=8, heads=8, intermediate=896),
+    "tiny-10m": TinySpec(
+        "llama", hidden=320, layers=8, heads=8, intermediate=896, learning_rate=5e-4
+    ),
 }
+
+#: Peak rate for full fine-tuning of pretrained weights (hub models, SmolLM2, directories).
+PRETRAINED_LEARNING_RATE = 2e-5
+
+
+def default_learning_rate(preset_or_path: str | Path) -> float:
+    """The rate to train a model at when the user gives none: its preset's, if it has one."""
+    spec = TINY_PRESETS.get(str(preset_or_path))
+    return spec.learning_rate if spec is not None else PRETRAINED_LEARNING_RATE
+
 
 #: Real hub models for users with GPUs; loaded by id (downloads unless cached).
 HUB_PRESETS: dict[str, str] = {
