@@ -21,6 +21,7 @@ import communication  # noqa: E402
 import filter_quality  # noqa: E402
 import overhead  # noqa: E402
 import scale  # noqa: E402
+import teacher  # noqa: E402
 
 
 def minimal_config(tmp_path: Path):
@@ -152,3 +153,35 @@ def test_capacity_gap_records_a_learning_curve_per_level(tmp_path: Path, monkeyp
     assert all({"chain_sum:2", "gcd:1"} <= set(point) for point in run["accuracy_curve"])
     assert set(record["setup"]["constant_answer_accuracy"]) == {"chain_sum:2", "gcd:1", "all"}
     assert run["per_level_n"] == {"chain_sum:2": 2, "gcd:1": 2}
+
+
+def test_teacher_scores_unseen_items_and_reuses_the_pretrained_weights(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The teacher benchmark pretrains through the experiment's cache, tests on every domain
+    (held-out ones too) with questions pretraining never saw, and loads the cache next time."""
+    monkeypatch.setenv("LADA_CACHE", str(tmp_path / "cache"))
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[llm]\npreset = "tiny-1m"\n[llm.pretrain]\nitems_per_domain = 4\nepochs = 1\n'
+        'held_out_domains = ["leg_counting"]\n[train]\nmax_new_tokens = 4\n'
+    )
+    args = teacher.base_parser("t").parse_args([])
+    args.config, args.test_per_domain, args.samples = config, 3, 1
+    first = teacher.run(args)
+    again = teacher.run(args)
+    assert (first["loaded_from_cache"], again["loaded_from_cache"]) == (False, True)
+    assert first["pretrain_seconds"] is not None and again["pretrain_seconds"] is None
+    domains = {spec.name for spec in teacher.SUITES["default"].domains}
+    assert set(first["per_domain_accuracy"]) == domains
+    assert first["test_per_domain"] == dict.fromkeys(sorted(domains), 3)
+    assert first["pretrain_items"] == 4 * (len(domains) - 1)  # leg_counting left out
+    seen = {
+        it.question
+        for it in teacher.pretraining_items(
+            teacher.load_config(config).llm.pretrain.model_copy(update={"preset": "tiny-1m"})
+        )
+    }
+    fresh = teacher.test_items("default", 3, 0, seen)
+    assert not seen & {it.question for it in fresh}
+    assert len(fresh) == 3 * len(domains)

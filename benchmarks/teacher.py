@@ -1,0 +1,137 @@
+"""Teacher competence: the server LLM's per-domain test accuracy after its one-time pretraining.
+
+Pretrains the LLM exactly as an experiment with this config would (`llm.pretrain`, through the
+same cache, so a later `lada run` of the config reuses the weights), then scores greedy paths on
+fresh items of every suite domain, the held-out ones included, whose questions never occur in
+the pretraining data. "Constant answer" is the accuracy of always giving the domain's most
+common pretraining answer: what a model that ignores the question scores.
+
+    python benchmarks/teacher.py [--config configs/quickstart.toml] [--set llm.pretrain.x=...]
+        [--test-per-domain 50] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from common import ROOT, base_parser, make_console, print_table, setup_environment, write_result
+
+from lada.experiments.config import load_config
+from lada.models.presets import cache_dir
+from lada.models.pretrain import pretrained_llm, pretraining_items
+from lada.models.training import evaluate
+from lada.tasks.gym_suite import SUITES, build_suite
+from lada.tasks.item import ReasoningItem
+
+#: Seed offset of the test items: a stream neither the splits nor pretraining draw from.
+TEST_SEED_OFFSET = 20_000
+
+
+def test_items(suite: str, per_domain: int, seed: int, exclude: set[str]) -> list[ReasoningItem]:
+    """`per_domain` fresh items of every domain of `suite`, none with a question in `exclude`."""
+    config = SUITES[suite]
+    drawn = build_suite(
+        config.model_copy(
+            update={
+                "items_per_domain": 2 * per_domain,
+                "total_items": None,
+                "seed": config.seed + seed + TEST_SEED_OFFSET,
+            }
+        )
+    )
+    kept: dict[str, list[ReasoningItem]] = defaultdict(list)
+    for item in drawn:
+        if item.question not in exclude and len(kept[item.domain]) < per_domain:
+            kept[item.domain].append(item)
+    return [item for items in kept.values() for item in items]
+
+
+def run(args: argparse.Namespace) -> dict:
+    config = load_config(args.config, args.overrides)
+    if config.llm.pretrain is None:
+        raise SystemExit(f"{args.config}: llm.pretrain is not set; nothing is pretrained")
+    pretrain = config.llm.pretrain.model_copy(update={"preset": config.llm.preset})
+    cached = (cache_dir() / "pretrained" / pretrain.key() / "lada_model.json").exists()
+    began = time.perf_counter()
+    model = pretrained_llm(pretrain, device=config.device)
+    pretrain_seconds = time.perf_counter() - began
+
+    pretraining = pretraining_items(pretrain)
+    answers: dict[str, Counter[str]] = defaultdict(Counter)
+    for item in pretraining:
+        answers[item.domain][item.answer] += 1
+    test = test_items(
+        pretrain.suite, args.test_per_domain, pretrain.seed, {it.question for it in pretraining}
+    )
+    result = evaluate(model, test, max_new_tokens=config.train.max_new_tokens)
+    constant: dict[str, float] = {}
+    for domain in result.per_domain:
+        hits = [
+            answers[domain].most_common(1)[0][0] == it.answer if answers[domain] else False
+            for it in test
+            if it.domain == domain
+        ]
+        constant[domain] = sum(hits) / len(hits)
+    steps = pretrain.epochs * -(-len(pretraining) // pretrain.batch_size)
+    return {
+        "config": str(Path(args.config).resolve().relative_to(ROOT))
+        if Path(args.config).resolve().is_relative_to(ROOT)
+        else str(args.config),
+        "overrides": args.overrides,
+        "pretrain": pretrain.model_dump(),
+        "pretrain_key": pretrain.key(),
+        "pretrain_items": len(pretraining),
+        "pretrain_steps": steps,
+        "pretrain_seconds": None if cached else round(pretrain_seconds, 1),
+        "loaded_from_cache": cached,
+        "held_out_domains": pretrain.held_out_domains,
+        "test_per_domain": result.per_domain_n,
+        "accuracy": result.accuracy,
+        "per_domain_accuracy": result.per_domain,
+        "constant_answer_accuracy": constant,
+        "samples": {
+            domain: [
+                {"question": it.question, "gold": it.answer, "path": p.path}
+                for it, p in zip(test, result.predictions, strict=True)
+                if it.domain == domain
+            ][: args.samples]
+            for domain in result.per_domain
+        },
+    }
+
+
+def main() -> None:
+    parser = base_parser(__doc__)
+    parser.set_defaults(threads=2)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "quickstart.toml")
+    parser.add_argument("--test-per-domain", type=int, default=50)
+    parser.add_argument("--samples", type=int, default=2, help="paths kept per domain")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    setup_environment(args.threads)
+    console = make_console()
+    result = run(args)
+    held_out = set(result["held_out_domains"])
+    print_table(
+        console,
+        f"LLM after pretraining ({result['pretrain_steps']} steps of batch "
+        f"{result['pretrain']['batch_size']}; {result['pretrain_seconds'] or 'cached'} s)",
+        ["domain", "in pretraining", "constant answer", "LLM accuracy"],
+        [
+            [
+                domain,
+                "no (held out)" if domain in held_out else "yes",
+                f"{result['constant_answer_accuracy'][domain]:.0%}",
+                f"{accuracy:.0%}",
+            ]
+            for domain, accuracy in result["per_domain_accuracy"].items()
+        ],
+    )
+    console.print(f"wrote {write_result('teacher', result, args.out, started)}")
+
+
+if __name__ == "__main__":
+    main()
