@@ -16,6 +16,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import random
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -66,7 +67,12 @@ def parse_specs(args: argparse.Namespace) -> list[DomainSpec]:
 def split_items(
     specs: list[DomainSpec], n_train: int, n_test: int, seed: int
 ) -> tuple[list[ReasoningItem], list[ReasoningItem]]:
-    """Disjoint train and test items per domain level (distinct questions across the suite)."""
+    """Disjoint train and test items per domain level (distinct questions across the suite).
+
+    Each level is shuffled before it is cut: when a level's question space is nearly used up
+    (gcd 1 has ~2,500 questions), the last questions the generator finds are not a fair sample
+    (93% of the last 100 of 1,900 gcd 1 items have the answer 1, against half overall).
+    """
     items = build_suite(
         SuiteConfig(
             domains=specs,
@@ -78,6 +84,9 @@ def split_items(
     by_level: dict[str, list[ReasoningItem]] = defaultdict(list)
     for item in items:
         by_level[level_key(item)].append(item)
+    rng = random.Random(seed)
+    for level in by_level.values():
+        rng.shuffle(level)
     train = [it for level in by_level.values() for it in level[:n_train]]
     test = [it for level in by_level.values() for it in level[n_train:]]
     return train, test

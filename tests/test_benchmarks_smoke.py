@@ -185,3 +185,14 @@ def test_teacher_scores_unseen_items_and_reuses_the_pretrained_weights(
     fresh = teacher.test_items("default", 3, 0, seen)
     assert not seen & {it.question for it in fresh}
     assert len(fresh) == 3 * len(domains)
+
+
+def test_capacity_gap_tests_on_a_fair_sample_of_a_nearly_used_up_level() -> None:
+    """gcd 1 has ~2,500 questions; the last ones generated are mostly coprime pairs, so a test
+    split cut from the tail would reward always answering 1 (93% there, half overall)."""
+    specs = [capacity_gap.DomainSpec(name="gcd", difficulty=1)]
+    train, test = capacity_gap.split_items(specs, 1800, 100, seed=0)
+    assert not {it.question for it in train} & {it.question for it in test}
+    share = {name: sum(it.answer == "1" for it in part) / len(part)
+             for name, part in (("train", train), ("test", test))}  # fmt: skip
+    assert abs(share["test"] - share["train"]) < 0.15
