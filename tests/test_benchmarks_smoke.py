@@ -155,11 +155,12 @@ def test_capacity_gap_records_a_learning_curve_per_level(tmp_path: Path, monkeyp
     assert run["per_level_n"] == {"chain_sum:2": 2, "gcd:1": 2}
 
 
-def test_teacher_scores_unseen_items_and_reuses_the_pretrained_weights(
+def test_teacher_scores_every_domain_and_reuses_the_pretrained_weights(
     tmp_path: Path, monkeypatch
 ) -> None:
-    """The teacher benchmark pretrains through the experiment's cache, tests on every domain
-    (held-out ones too) with questions pretraining never saw, and loads the cache next time."""
+    """The teacher benchmark pretrains through the experiment's cache, tests every domain
+    (held-out ones too), splits out the questions pretraining never saw, and loads the cache
+    next time."""
     monkeypatch.setenv("LADA_CACHE", str(tmp_path / "cache"))
     config = tmp_path / "c.toml"
     config.write_text(
@@ -176,15 +177,17 @@ def test_teacher_scores_unseen_items_and_reuses_the_pretrained_weights(
     assert set(first["per_domain_accuracy"]) == domains
     assert first["test_per_domain"] == dict.fromkeys(sorted(domains), 3)
     assert first["pretrain_items"] == 4 * (len(domains) - 1)  # leg_counting left out
-    seen = {
-        it.question
-        for it in teacher.pretraining_items(
-            teacher.load_config(config).llm.pretrain.model_copy(update={"preset": "tiny-1m"})
-        )
-    }
-    fresh = teacher.test_items("default", 3, 0, seen)
-    assert not seen & {it.question for it in fresh}
-    assert len(fresh) == 3 * len(domains)
+    assert first["per_domain_unseen_share"]["leg_counting"] == 1.0
+
+
+def test_teacher_accuracy_on_unseen_questions_counts_only_those() -> None:
+    items = [
+        teacher.ReasoningItem(id=str(i), domain=d, question=q, answer="1", answer_kind="numeric")
+        for i, (d, q) in enumerate([("a", "q1"), ("a", "q2"), ("b", "q3")])
+    ]
+    correct = [True, False, True]
+    assert teacher.accuracy_by_domain(items, correct) == {"a": 0.5, "b": 1.0}
+    assert teacher.accuracy_by_domain(items, correct, {"q1"}) == {"a": 1.0, "b": None}
 
 
 def test_capacity_gap_tests_on_a_fair_sample_of_a_nearly_used_up_level() -> None:
