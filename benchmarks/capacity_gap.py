@@ -25,12 +25,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from common import write_result  # noqa: E402
+from common import constant_answer_accuracy, write_result  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from lada.models.presets import TINY_PRESETS, load_model  # noqa: E402
-from lada.models.training import LRSchedule, evaluate, sft  # noqa: E402
+from lada.models.training import DECAY_SHAPES, LRSchedule, evaluate, sft  # noqa: E402
 from lada.tasks.gym_suite import SUITES, DomainSpec, SuiteConfig, build_suite  # noqa: E402
 from lada.tasks.item import ReasoningItem  # noqa: E402
 from lada.tasks.prompts import gold_path, render_prompt  # noqa: E402
@@ -90,20 +90,6 @@ def split_items(
     train = [it for level in by_level.values() for it in level[:n_train]]
     test = [it for level in by_level.values() for it in level[n_train:]]
     return train, test
-
-
-def constant_answer_baseline(
-    train: list[ReasoningItem], test: list[ReasoningItem]
-) -> dict[str, float]:
-    """Per level, test accuracy of always answering the level's most common train answer: what
-    a model that ignores the question can score (gcd answers are mostly 1)."""
-    answers: dict[str, Counter[str]] = defaultdict(Counter)
-    for item in train:
-        answers[level_key(item)][item.answer] += 1
-    hits: dict[str, list[bool]] = defaultdict(list)
-    for item in test:
-        hits[level_key(item)].append(item.answer == answers[level_key(item)].most_common(1)[0][0])
-    return {key: sum(v) / len(v) for key, v in hits.items()}
 
 
 def loss_curve(losses: list[float], points: int = 10) -> list[float]:
@@ -212,7 +198,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", nargs="*", default=[], help="preset=rate overrides")
     parser.add_argument("--warmup-fraction", type=float, default=0.05)
-    parser.add_argument("--decay", choices=["constant", "linear", "cosine"], default="cosine")
+    parser.add_argument("--decay", choices=DECAY_SHAPES, default="cosine")
     parser.add_argument("--min-lr-fraction", type=float, default=0.1)
     parser.add_argument("--extra-new-tokens", type=int, default=24, help="beyond longest gold")
     parser.add_argument("--samples", type=int, default=2, help="paths kept per level")
@@ -249,7 +235,7 @@ def main() -> None:
         runs = [run_preset(*job) for job in jobs]
 
     levels = list(dict.fromkeys(level_key(it) for it in test))
-    baseline = constant_answer_baseline(train, test)
+    baseline = constant_answer_accuracy(train, test, level_key)
     table = Table(
         title=f"Test accuracy (test NLL/token) after {runs[0]['steps']} steps of batch "
         f"{args.batch_size} on {len(train)} items"

@@ -18,7 +18,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,22 @@ def host_config(
     config_path = path or CONFIGS / f"{host}.toml"
     sets = [*SCALES[scale], *HOST_SCALES.get((host, scale), []), *overrides]
     return load_config(config_path, sets)
+
+
+def constant_answer_accuracy(
+    train: Iterable[Any], test: Iterable[Any], key: Callable[[Any], str]
+) -> dict[str, float]:
+    """Per `key` group of the test items, the accuracy of always giving the group's most common
+    training answer (0 for a group training never saw): what a model that ignores the question
+    scores, e.g. mostly 1 for gcd."""
+    answers: dict[str, Counter[str]] = defaultdict(Counter)
+    for item in train:
+        answers[key(item)][item.answer] += 1
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for item in test:
+        common = answers[key(item)].most_common(1)
+        hits[key(item)].append(bool(common) and common[0][0] == item.answer)
+    return {group: sum(v) / len(v) for group, v in hits.items()}
 
 
 def default_cache_dir() -> Path:

@@ -17,15 +17,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 
-from common import ROOT, base_parser, make_console, print_table, setup_environment, write_result
+from common import (
+    ROOT,
+    base_parser,
+    constant_answer_accuracy,
+    make_console,
+    print_table,
+    setup_environment,
+    write_result,
+)
 
 from lada.experiments.config import load_config
-from lada.models.presets import cache_dir
-from lada.models.pretrain import pretrained_llm, pretraining_items
-from lada.models.training import evaluate
+from lada.models.pretrain import is_pretrained, pretrained_llm, pretraining_items
+from lada.models.training import evaluate, optimizer_steps
 from lada.tasks.gym_suite import SUITES, build_suite
 from lada.tasks.item import ReasoningItem
 
@@ -65,34 +71,27 @@ def run(args: argparse.Namespace) -> dict:
     if config.llm.pretrain is None:
         raise SystemExit(f"{args.config}: llm.pretrain is not set; nothing is pretrained")
     pretrain = config.llm.pretrain.model_copy(update={"preset": config.llm.preset})
-    cached = (cache_dir() / "pretrained" / pretrain.key() / "lada_model.json").exists()
+    cached = is_pretrained(pretrain)
     began = time.perf_counter()
     model = pretrained_llm(pretrain, device=config.device)
     pretrain_seconds = time.perf_counter() - began
 
     pretraining = pretraining_items(pretrain)
-    answers: dict[str, Counter[str]] = defaultdict(Counter)
-    for item in pretraining:
-        answers[item.domain][item.answer] += 1
     test = test_items(pretrain.suite, args.test_per_domain, pretrain.seed)
     result = evaluate(model, test, max_new_tokens=config.train.max_new_tokens)
     correct = [p.correct for p in result.predictions]
     seen = {it.question for it in pretraining}
     unseen = {it.question for it in test} - seen
-    baseline = [
-        bool(answers[it.domain]) and answers[it.domain].most_common(1)[0][0] == it.answer
-        for it in test
-    ]
-    steps = pretrain.epochs * -(-len(pretraining) // pretrain.batch_size)
+    config_path = Path(args.config).resolve()
     return {
-        "config": str(Path(args.config).resolve().relative_to(ROOT))
-        if Path(args.config).resolve().is_relative_to(ROOT)
-        else str(args.config),
+        "config": str(
+            config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else args.config
+        ),
         "overrides": args.overrides,
         "pretrain": pretrain.model_dump(),
         "pretrain_key": pretrain.key(),
         "pretrain_items": len(pretraining),
-        "pretrain_steps": steps,
+        "pretrain_steps": optimizer_steps(len(pretraining), pretrain.batch_size, pretrain.epochs),
         "pretrain_seconds": None if cached else round(pretrain_seconds, 1),
         "loaded_from_cache": cached,
         "held_out_domains": pretrain.held_out_domains,
@@ -104,7 +103,9 @@ def run(args: argparse.Namespace) -> dict:
             domain: sum(it.question in unseen for it in test if it.domain == domain) / n
             for domain, n in result.per_domain_n.items()
         },
-        "constant_answer_accuracy": accuracy_by_domain(test, baseline),
+        "constant_answer_accuracy": constant_answer_accuracy(
+            pretraining, test, key=lambda it: it.domain
+        ),
         "samples": {
             domain: [
                 {"question": it.question, "gold": it.answer, "path": p.path}

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from lada.models.device import resolve_device
 from lada.models.presets import default_learning_rate, load_model
-from lada.models.training import EvalResult, LRSchedule, evaluate, sft
+from lada.models.training import DECAY_SHAPES, EvalResult, LRSchedule, evaluate, sft
 from lada.tasks.gym_suite import SUITES, load_suite
 
 local_app = typer.Typer(no_args_is_help=False)
@@ -49,7 +49,7 @@ def local(
         "TinySpec.learning_rate; 2e-5 for pretrained weights).",
     ),
     warmup_fraction: float = typer.Option(0.05, min=0, max=0.99, help="Warmup share of steps."),
-    decay: str = typer.Option("cosine", help="Rate decay after warmup: constant|linear|cosine."),
+    decay: str = typer.Option("cosine", help=f"Rate decay after warmup: {'|'.join(DECAY_SHAPES)}."),
     min_lr_fraction: float = typer.Option(0.1, min=0, max=1, help="Decay floor / peak."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA when present, else CPU), cpu, cuda, ..."),
@@ -59,8 +59,9 @@ def local(
     console = Console()
     if suite not in SUITES:
         raise typer.BadParameter(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
-    if decay not in ("constant", "linear", "cosine"):
-        raise typer.BadParameter(f"--decay: {decay!r} is not constant, linear or cosine")
+    if decay not in DECAY_SHAPES:
+        shapes = f"{', '.join(DECAY_SHAPES[:-1])} or {DECAY_SHAPES[-1]}"
+        raise typer.BadParameter(f"--decay: {decay!r} is not {shapes}")
     schedule = LRSchedule(
         warmup_fraction=warmup_fraction, decay=decay, min_lr_fraction=min_lr_fraction
     )

@@ -87,13 +87,23 @@ def pretraining_items(config: PretrainConfig):
     )
 
 
+def pretrained_dir(config: PretrainConfig) -> Path:
+    """Where the model pretrained with `config` is cached (it may not exist yet)."""
+    return cache_dir() / "pretrained" / config.key()
+
+
+def is_pretrained(config: PretrainConfig) -> bool:
+    """Whether `pretrained_llm(config)` will load from the cache instead of training."""
+    return (pretrained_dir(config) / "lada_model.json").exists()
+
+
 def pretrained_llm(
     config: PretrainConfig, *, device: str = "auto", console: Console | None = None
 ) -> ReasoningModel:
     """The pretrained LLM: loaded from the cache, or trained once and cached."""
     console = console or Console(stderr=True)
-    target = cache_dir() / "pretrained" / config.key()
-    if not (target / "lada_model.json").exists():
+    target = pretrained_dir(config)
+    if not is_pretrained(config):
         items = pretraining_items(config)
         console.print(
             f"[bold]Pretraining[/] {config.preset} on {len(items)} items "

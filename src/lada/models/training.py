@@ -6,7 +6,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -22,6 +22,15 @@ from lada.tasks.prompts import gold_path, render_prompt
 #: A loss over a batch given as indices into the caller's examples.
 BatchLoss = Callable[[list[int]], torch.Tensor]
 
+#: How the rate falls from its peak after warmup (`LRSchedule.decay`).
+DecayShape = Literal["constant", "linear", "cosine"]
+DECAY_SHAPES: tuple[str, ...] = get_args(DecayShape)
+
+
+def optimizer_steps(n_examples: int, batch_size: int, epochs: int) -> int:
+    """Optimizer steps of `fit` over `n_examples` (the last batch of an epoch may be short)."""
+    return epochs * -(-n_examples // batch_size)
+
 
 class LRSchedule(BaseModel):
     """Learning rate over one `fit` call: linear warmup to the model's rate, then a decay.
@@ -36,7 +45,7 @@ class LRSchedule(BaseModel):
     warmup_fraction: float = Field(
         0.05, ge=0, lt=1, description="Share of the call's optimizer steps spent warming up."
     )
-    decay: Literal["constant", "linear", "cosine"] = Field(
+    decay: DecayShape = Field(
         "cosine", description="Shape of the fall from the peak to the floor after warmup."
     )
     min_lr_fraction: float = Field(
@@ -109,7 +118,7 @@ def fit(
     """
     rng = np.random.default_rng(seed)
     losses: list[float] = []
-    steps = epochs * -(-len(lengths) // batch_size)
+    steps = optimizer_steps(len(lengths), batch_size, epochs)
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
     model.train()
     step = 0
