@@ -12,8 +12,10 @@ from lada.tasks.answers import (
     AnswerCheckConfig,
     check_answer,
     extract_answer,
+    final_answer,
     format_number,
     is_correct,
+    is_correct_final,
     normalize_numeric,
 )
 from lada.tasks.item import ANSWER_KINDS, ReasoningItem
@@ -166,3 +168,30 @@ def test_format_number_round_trips(value: float) -> None:
     parsed = normalize_numeric(format_number(value))
     assert parsed is not None
     assert math.isclose(parsed, value, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_strict_check_reads_only_the_answer_line() -> None:
+    item = ReasoningItem("c", "chain_sum", "3 + 4 + 5 = ?", "12", "numeric")
+    repeated_question = " 3 + 4 + 5 = ?\n3 + 4 = 7\n7 + 5 = 12"  # right number, no #### line
+    assert is_correct(repeated_question, item)  # evaluation keeps its last-number fallback
+    assert final_answer(repeated_question, "numeric") is None
+    assert not is_correct_final(repeated_question, item)
+    assert not is_correct_final("The answer is 12.", item)
+    assert not is_correct_final("#### twelve\n12", item)
+    assert is_correct_final(" 7 + 5 = 12\n#### 12\n", item)
+    assert is_correct_final(gold_path(item), item)
+    # the first answer line counts: generation stops right after it
+    assert not is_correct_final("#### 13\n#### 12\n", item)
+
+
+def test_option_letter_beyond_the_choices_is_no_answer() -> None:
+    item = ReasoningItem("o2", "mc", "Pick", "A", "option", choices=("3", "5"))
+    assert extract_answer("#### (C)\n", "option", item.choices) is None
+    assert final_answer("#### (C)\n", "option", item.choices) is None
+    assert not is_correct("#### (C)\n", item) and not is_correct_final("#### (C)\n", item)
+    # a letter past the choices on the answer line is not rescued by an earlier phrase
+    hedged = "Answer: (A)\n#### (C)\n"
+    assert is_correct(hedged, item)
+    assert not is_correct_final(hedged, item)
+    assert is_correct_final("#### (A)\n", item)
+    assert is_correct_final("#### 3\n", item)  # the choice's text maps to its letter

@@ -87,3 +87,21 @@ def test_custom_check_is_used() -> None:
 def test_mismatched_lengths_are_rejected() -> None:
     with pytest.raises(ValueError, match="equal lengths"):
         build_pairs(ITEMS, SENDER[:2], RECEIVER, LadaConfig())
+
+
+def test_a_path_without_its_answer_line_is_no_positive() -> None:
+    item = ReasoningItem(
+        id="c0",
+        domain="chain_sum",
+        question="3 + 4 + 5 = ?",
+        answer="12",
+        answer_kind="numeric",
+        rationale="3 + 4 = 7\n7 + 5 = 12",
+    )
+    sender = " 3 + 4 + 5 = ?\n3 + 4 = 7\n7 + 5 = 12"  # the right number, never `#### 12`
+    receiver = " 3 + 4 + 5 = 12 and so on"
+    pairs, kept, report = build_pairs([item], [sender], [receiver], LadaConfig())
+    assert kept == [0]
+    assert (report.sender_correct, report.receiver_swapped, report.gold_fallback) == (0, 0, 1)
+    assert pairs[0].positive_source == "gold"
+    assert (pairs[0].positive, pairs[0].negative) == (gold_path(item), receiver)

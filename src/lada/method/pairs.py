@@ -3,7 +3,10 @@
 The paper prefers paths by role: the sender's path is the positive, the receiver's own path the
 negative. A role does not certify correct reasoning, and public items carry gold answers, so with
 `correctness_gate` on (the default) a path serves as positive only when its final answer is
-correct. The cases, each counted in a `PairReport`:
+correct. "Correct" is read strictly by default (`is_correct_final`): the answer on the path's
+`#### <answer>` line, with none of the evaluation's fallbacks, so a path that never writes its
+answer line (e.g. one that only repeats the question, ending in the right number) is no positive.
+The cases, each counted in a `PairReport`:
 
 - sender_correct: the sender's path is correct: positive = sender's, negative = receiver's.
 - receiver_swapped: the sender's path is wrong but the receiver's own is correct (and
@@ -23,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from lada.method.config import LadaConfig
-from lada.tasks.answers import is_correct
+from lada.tasks.answers import is_correct_final
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import gold_path, render_prompt
 
@@ -66,9 +69,13 @@ def build_pairs(
     receiver_paths: Sequence[str],
     config: LadaConfig,
     *,
-    check: CorrectnessCheck = is_correct,
+    check: CorrectnessCheck = is_correct_final,
 ) -> tuple[list[DistillPair], list[int], PairReport]:
-    """Pairs for the items that get one, their positions in `items`, and the case counts."""
+    """Pairs for the items that get one, their positions in `items`, and the case counts.
+
+    `check` decides whether a path may be a positive; the default reads only the final-answer
+    line (`lada.tasks.answers.is_correct_final`).
+    """
     if not len(items) == len(sender_paths) == len(receiver_paths):
         raise ValueError(
             f"pairs: {len(items)} items, {len(sender_paths)} sender paths, "

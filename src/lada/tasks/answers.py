@@ -5,6 +5,9 @@ so that line is read first. Untrained or foreign models phrase answers freely, h
 fallbacks ("the answer is (B)", "Answer: yes", `\\boxed{42}`, and for numbers the last number in
 the text). Extraction never raises: a path with no readable answer gives None, which is simply
 wrong, never a crash in the middle of an evaluation.
+
+Two checks use it. `is_correct` (evaluation accuracy) keeps every fallback. `is_correct_final`
+(which paths may serve as training positives) reads the `####` line only.
 """
 
 from __future__ import annotations
@@ -160,8 +163,41 @@ def check_answer(
 
 
 def is_correct(path: str, item: ReasoningItem, config: AnswerCheckConfig = DEFAULT_CHECK) -> bool:
-    """Whether a generated path ends with the item's gold answer."""
+    """Whether a path states the item's gold answer, read leniently (for evaluation accuracy).
+
+    Uses `extract_answer` with all its fallbacks, because foreign and untrained models phrase
+    answers freely and an evaluation should credit a stated answer however it is written. The
+    last-number fallback also credits a path that merely repeats the question ending in the right
+    number, so this is not the check for choosing training positives: see `is_correct_final`.
+    """
     predicted = extract_answer(path, item.answer_kind, item.choices)
+    return check_answer(predicted, item.answer, item.answer_kind, config)
+
+
+def final_answer(path: str, kind: AnswerKind, choices: Sequence[str] = ()) -> str | None:
+    """The normalised answer on the path's first `#### ...` line only, or None without one.
+
+    No fallbacks: a path without the answer line, or whose line holds no readable answer of this
+    kind (an option letter beyond `choices`, words for a number), states no final answer. The
+    first line counts because generation stops right after it (`lada.models.wrapper`).
+    """
+    if not isinstance(path, str):
+        return None
+    line = _MARKER_CONTENT.search(path)
+    return None if line is None else _normalize_candidate(line.group(1), kind, choices)
+
+
+def is_correct_final(
+    path: str, item: ReasoningItem, config: AnswerCheckConfig = DEFAULT_CHECK
+) -> bool:
+    """Whether the path's final-answer line (`#### <answer>`) states the gold answer.
+
+    The strict check for training positives: a path that never writes its answer line is not
+    a demonstration of the format every model here learns, even when the right number appears
+    elsewhere in it (a repeated question such as ` 3 + 4 + 5 = ?` ending in the sum would pass
+    `is_correct`).
+    """
+    predicted = final_answer(path, item.answer_kind, item.choices)
     return check_answer(predicted, item.answer, item.answer_kind, config)
 
 
