@@ -9,7 +9,9 @@ dimension with the mean and spread of the first candidate set seen. Standardisin
 hidden states of language models carry a few dimensions hundreds of times larger than the rest,
 which would otherwise dominate both K-means distances and the first layer of the filter
 networks. The scaler and the cluster centres are fitted once and then kept (they are part of the
-filter state), so features of later rounds and the filter's memory live in one space.
+filter state), so features of later rounds and the filter's memory live in one space. A dimension
+that does not vary in the fitted set (always the case for a fit on one item) is only centred,
+so features of later, different candidates stay on the embeddings' own scale.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from sklearn.cluster import KMeans
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import render_prompt
 
-#: Floor on a dimension's spread: constant dimensions are centred, not blown up.
+#: A dimension whose spread is at most this, or at most `STD_RELATIVE_FLOOR` times its mean
+#: absolute value, counts as constant: it is centred and left unscaled (scale 1). Dividing by a
+#: tiny spread (a fit on one item, or on identical rows) would blow every later feature up.
 STD_FLOOR = 1e-6
+STD_RELATIVE_FLOOR = 1e-6
 
 
 def candidate_text(item: ReasoningItem, path: str) -> str:
@@ -63,7 +68,7 @@ class FeatureSpace:
         if len(embeddings) == 0:
             raise ValueError("embeddings: cannot fit the feature space on zero candidates")
         self.mean = embeddings.mean(axis=0)
-        self.scale = np.maximum(embeddings.std(axis=0), STD_FLOOR)
+        self.scale = spread_scale(embeddings)
         z = self.standardize(embeddings)
         distinct = len(np.unique(z, axis=0))
         k = min(self.n_clusters, distinct)
@@ -118,6 +123,18 @@ class FeatureSpace:
         if self.centers is None:
             raise RuntimeError("feature space: not fitted yet (call fit on the first candidates)")
         return self.centers
+
+
+def spread_scale(embeddings: np.ndarray) -> np.ndarray:
+    """Per-dimension divisor: the spread, or 1 where the dimension is constant in the fit.
+
+    Constant means a spread at most `STD_FLOOR` or `STD_RELATIVE_FLOOR` of the dimension's mean
+    absolute value (float noise on identical rows). Unscaled, such a dimension keeps later
+    features as large as their embeddings differ, instead of that difference over ~0.
+    """
+    spread = embeddings.std(axis=0)
+    floor = np.maximum(STD_FLOOR, STD_RELATIVE_FLOOR * np.abs(embeddings).mean(axis=0))
+    return np.where(spread > floor, spread, 1.0)
 
 
 def local_centroid(embeddings: np.ndarray) -> np.ndarray:
