@@ -158,12 +158,19 @@ def build_tiny_model(spec: TinySpec, tokenizer: PreTrainedTokenizerBase) -> PreT
             **common,
         )
         return LlamaForCausalLM(config)
+    # No dropout, as in the llama presets: with GPT-2's default 0.1 the policy (train mode) and
+    # its frozen reference (eval mode) would differ before any update, and the contrastive
+    # margin would not start at 0.
     config = GPT2Config(
         n_embd=spec.hidden,
         n_layer=spec.layers,
         n_head=spec.heads,
         n_inner=spec.intermediate,
         n_positions=spec.max_positions,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        summary_first_dropout=0.0,
         **common,
     )
     return GPT2LMHeadModel(config)
