@@ -264,3 +264,26 @@ def test_one_filter_per_pair_and_empty_offers(receiver: ReasoningModel) -> None:
     batch_set = plugin.prepare(receiver, empty)
     assert len(batch_set) == 0
     assert len(plugin.observe(receiver, empty, batch_set).rewards) == 0
+
+
+def test_prepare_writes_own_paths_to_the_hosts_limit_unless_overridden(
+    receiver: ReasoningModel,
+) -> None:
+    assert LadaConfig().negative_max_new_tokens is None
+    items = _items(4)
+    caps: list[int] = []
+    own = _own_paths(set())
+
+    def generate(prompts, **kwargs):  # type: ignore[no-untyped-def]
+        caps.append(kwargs["max_new_tokens"])
+        return own(prompts)
+
+    receiver.generate_paths = generate  # type: ignore[method-assign]
+    same = LadaPlugin(_config(budget=None, selection_mode="all", negative_max_new_tokens=None))
+    selection = same.select(receiver, _candidates(items), pair=PAIR)
+    same.prepare(receiver, selection, max_new_tokens=176)
+    override = LadaPlugin(_config(budget=None, selection_mode="all", negative_max_new_tokens=20))
+    override.prepare(receiver, selection, max_new_tokens=176)
+    assert caps == [176, 20]
+    with pytest.raises(ValueError, match="negative_max_new_tokens"):
+        same.prepare(receiver, selection)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lada.models.presets import LoraSpec, load_model
 from lada.models.tokenizer import build_char_tokenizer, build_word_tokenizer
-from lada.models.wrapper import ReasoningModel, cut_after_answer
+from lada.models.wrapper import ReasoningModel, cut_after_answer, path_has_ended
 
 from .conftest import spread_weights
 
@@ -14,11 +15,11 @@ PROMPTS = ["Q: 3 + 4 = ?\nA:", "Q: gcd(12, 18)\nA:", "Q: 7 * 8 = ?\nA:"]
 PATHS = [" 3 + 4 = 7\n#### 7\n", " 18 = 1 x 12 + 6\n12 = 2 x 6 + 0\n#### 6\n", " #### 56\n"]
 
 
-def _direct_logprob(model: ReasoningModel, prompt: str, path: str) -> float:
-    """log p(path + eos | prompt) computed token by token from an unpadded forward."""
+def _direct_logprob(model: ReasoningModel, prompt: str, path: str, eos: bool = True) -> float:
+    """log p(path [+ eos] | prompt) computed token by token from an unpadded forward."""
     tok = model.tokenizer
     prompt_ids = [tok.bos_token_id, *tok(prompt, add_special_tokens=False)["input_ids"]]
-    path_ids = [*tok(path, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+    path_ids = [*tok(path, add_special_tokens=False)["input_ids"], *([tok.eos_token_id] * eos)]
     ids = torch.tensor([prompt_ids + path_ids])
     with torch.no_grad():
         logprobs = torch.log_softmax(model.model(input_ids=ids).logits[0].float(), dim=-1)
@@ -192,3 +193,45 @@ def test_smollm2_preset_loads_from_the_local_gguf_and_answers() -> None:
     good = model.sequence_logprobs(["Q: What is 2 + 3?\nA:"], [" 2 + 3 = 5\n#### 5\n"])
     bad = model.sequence_logprobs(["Q: What is 2 + 3?\nA:"], [" 2 + 3 = 9\n#### 9\n"])
     assert float(good[0]) > float(bad[0])  # a pretrained model prefers the right sum
+
+
+def test_path_has_ended_needs_a_complete_answer_line_at_the_end() -> None:
+    assert path_has_ended(" 3 + 4 = 7\n#### 7\n")
+    assert path_has_ended("#### 7\n  \n")
+    assert not path_has_ended(" 3 + 4 = 7\n#### 7")  # cut inside the answer line
+    assert not path_has_ended(" 3 + 4 = 7\n3 +")  # cut before it
+    assert not path_has_ended("#### 7\nmore text")
+    assert not path_has_ended("")
+
+
+def test_end_of_sequence_is_scored_only_after_a_complete_answer_line(
+    varied_tiny: ReasoningModel,
+) -> None:
+    prompt = PROMPTS[0]
+    ended, cut = " 3 + 4 = 7\n#### 7\n", " 3 + 4 = 7\n#### 7"
+    scores = varied_tiny.score_paths([prompt, prompt], [ended, cut])
+    n_text = varied_tiny.count_tokens([ended, cut])
+    assert scores.n_tokens.tolist() == [n_text[0] + 1, n_text[1]]
+    assert varied_tiny.path_token_counts([ended, cut]) == [n_text[0] + 1, n_text[1]]
+    with_eos = _direct_logprob(varied_tiny, prompt, ended, eos=True)
+    without_eos = _direct_logprob(varied_tiny, prompt, ended, eos=False)
+    assert abs(with_eos - without_eos) > 1e-2  # stopping has a price the score must include
+    assert float(scores.total[0]) == pytest.approx(with_eos, rel=1e-4, abs=1e-3)
+    assert float(scores.total[1]) == pytest.approx(
+        _direct_logprob(varied_tiny, prompt, cut, eos=False), rel=1e-4, abs=1e-3
+    )
+    # the cut path is exactly the ended one minus its newline and end-of-sequence
+    newline_and_eos = float(scores.total[0] - scores.total[1])
+    text_only = _direct_logprob(varied_tiny, prompt, cut, eos=False)
+    assert newline_and_eos == pytest.approx(with_eos - text_only, rel=1e-4, abs=1e-3)
+
+
+def test_gpt2_preset_has_no_dropout_so_train_and_eval_scores_match() -> None:
+    model = load_model("tiny-gpt2-2m", device="cpu")
+    config = model.model.config
+    assert (config.resid_pdrop, config.embd_pdrop, config.attn_pdrop) == (0.0, 0.0, 0.0)
+    model.train()
+    train_mode = model.score_paths(PROMPTS, PATHS).total
+    model.eval()
+    eval_mode = model.score_paths(PROMPTS, PATHS).total
+    torch.testing.assert_close(train_mode, eval_mode, rtol=0, atol=1e-6)

@@ -241,7 +241,7 @@ class CrossLM(Host):
             item_ids=[it.id for it in kept],
             paths=paths,
             logprobs=[float(x) for x in logprobs],
-            token_counts=[n + 1 for n in server.model.count_tokens(paths)],  # + end of sequence
+            token_counts=server.model.path_token_counts(paths),
         )
 
     # ------------------------------------------------------------------ train

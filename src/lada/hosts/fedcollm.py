@@ -458,7 +458,7 @@ class FedCoLLM(Host):
         prompts = [render_prompt(it) for it in server.public_pool]
         paths = [gold_path(it) for it in server.public_pool]
         for model in (server.model, slm):
-            n_tokens = sum(model.count_tokens(paths)) + len(paths)  # + end of sequence each
+            n_tokens = sum(model.path_token_counts(paths))
             server.log.trained_tokens[model.name] += n_tokens * epochs
         with server.log.phase("distillation"):
             history = mutual_distill(

@@ -63,9 +63,9 @@ def receive_with_lada(
             log=party.log,
         )
     with party.log.phase("path_generation"):
-        batch_set = plugin.prepare(party.model, selection)
+        batch_set = plugin.prepare(party.model, selection, max_new_tokens=train.max_new_tokens)
     positives = [p.positive for p in batch_set.pairs]
-    n_tokens = (sum(party.model.count_tokens(positives)) + len(positives)) * train.public_epochs
+    n_tokens = sum(party.model.path_token_counts(positives)) * train.public_epochs
     party.log.trained_tokens[party.model.name] += n_tokens
     with party.log.phase("distillation"):
         history = plugin.fit(

@@ -16,7 +16,7 @@ def count_trained_tokens(
     party: Party, prompts: Sequence[str], paths: Sequence[str], epochs: int
 ) -> None:
     """Add the path tokens a model is about to train on to its round log (budget accounting)."""
-    n = sum(party.model.count_tokens(paths)) + len(paths)  # + one end-of-sequence token each
+    n = sum(party.model.path_token_counts(paths))  # end-of-sequence counted where scored
     party.log.trained_tokens[party.model.name] += n * epochs
 
 
@@ -93,5 +93,5 @@ def write_public_paths(
         item_ids=[it.id for it in items],
         paths=paths,
         logprobs=[float(x) for x in logprobs],
-        token_counts=[n + 1 for n in party.model.count_tokens(paths)],  # + end of sequence
+        token_counts=party.model.path_token_counts(paths),
     )

@@ -192,8 +192,14 @@ class LadaConfig(BaseModel):
     )
 
     # ------------------------------------------------------------------ receiver inference
-    negative_max_new_tokens: int = Field(
-        96, ge=1, description="Token cap when the receiver writes its own (negative) paths."
+    negative_max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Token cap when the receiver writes its own (negative) paths. None = the host's cap "
+            "on the sender's paths (`prepare(..., max_new_tokens=...)`), so both paths of a pair "
+            "get the same length limit; an int overrides it."
+        ),
     )
     negative_do_sample: bool = Field(
         False, description="Sample the receiver's own paths instead of greedy decoding."

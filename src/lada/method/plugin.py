@@ -172,6 +172,25 @@ def _no_rewards(
     )
 
 
+def negative_token_cap(config: LadaConfig, host_limit: int | None) -> int:
+    """The token cap of the receiver's own paths: the config's override, else the host's limit.
+
+    Both paths of a pair should be cut by the same limit, or the shorter-capped one is more
+    often unfinished and the contrast partly measures the cap.
+    """
+    if host_limit is not None and host_limit < 1:
+        raise ValueError(f"max_new_tokens: must be >= 1 or None, got {host_limit}")
+    cap = config.negative_max_new_tokens
+    if cap is None:
+        cap = host_limit
+    if cap is None:
+        raise ValueError(
+            "negative_max_new_tokens: None means the host's limit on the sender's paths, but "
+            "prepare got no max_new_tokens; pass the host's limit or set the field"
+        )
+    return cap
+
+
 class LadaPlugin:
     """LaDa as a plug-in: which public items a receiver trains on, and the loss it uses on them.
 
@@ -187,9 +206,10 @@ class LadaPlugin:
     1. `select(receiver, candidates, pair=..., local_texts_or_embedding=..., round_idx=...,
        budget=...) -> Selection`: featurises the candidates with the receiver, then picks them
        (round 1: K-means clusters near the local centroid; later: f1 + w*f2 scores).
-    2. `prepare(receiver, selection) -> DistillBatchSet`: the receiver writes its own paths,
-       the correctness gate forms positive/negative pairs, and the reference log-probs (the
-       receiver at the start of the round) are recorded.
+    2. `prepare(receiver, selection, max_new_tokens=...) -> DistillBatchSet`: the receiver
+       writes its own paths (to the sender's length limit), the correctness gate forms
+       positive/negative pairs, and the reference log-probs (the receiver at the start of the
+       round) are recorded.
     3. `loss(receiver, batch) -> LossParts`: L_SFT + lambda * L_CD for one minibatch from
        `DistillBatchSet.batches`; the host backpropagates `parts.total` (or calls `fit`).
     4. `observe(receiver, selection, batch_set) -> RoundRewards`: after training, the loss
@@ -271,15 +291,23 @@ class LadaPlugin:
         )
 
     # ------------------------------------------------------------------ hook 2
-    def prepare(self, receiver: Any, selection: Selection) -> DistillBatchSet:
-        """Receiver's own paths, gated pairs, and reference log-probs before any update."""
+    def prepare(
+        self, receiver: Any, selection: Selection, *, max_new_tokens: int | None = None
+    ) -> DistillBatchSet:
+        """Receiver's own paths, gated pairs, and reference log-probs before any update.
+
+        `max_new_tokens` is the host's cap on the sender's paths; the receiver's own paths get
+        the same cap unless `config.negative_max_new_tokens` sets one, so that a pair's two paths
+        are cut by the same limit.
+        """
         config = self.config
+        cap = negative_token_cap(config, max_new_tokens)
         items = [c.item for c in selection.candidates]
         prompts = [render_prompt(item) for item in items]
         receiver_paths = (
             receiver.generate_paths(
                 prompts,
-                max_new_tokens=config.negative_max_new_tokens,
+                max_new_tokens=cap,
                 do_sample=config.negative_do_sample,
                 temperature=config.negative_temperature,
                 batch_size=config.inference_batch_size,

@@ -57,6 +57,19 @@ def _has_answer_line(text: str) -> bool:
     return at >= 0 and "\n" in text[at:]
 
 
+def path_has_ended(path: str) -> bool:
+    """Whether a path ends with a complete `#### answer` line (only whitespace after it).
+
+    Generation stops right after that line, so a path without it was cut by the token limit
+    (or is not in this project's format): nothing says the model chose to stop there.
+    """
+    at = path.find(ANSWER_MARKER)
+    if at < 0:
+        return False
+    end = path.find("\n", at)
+    return end >= 0 and not path[end + 1 :].strip()
+
+
 def cut_after_answer(text: str) -> str:
     """Drop whatever a model wrote after its answer line."""
     at = text.find(ANSWER_MARKER)
@@ -69,8 +82,11 @@ def cut_after_answer(text: str) -> str:
 class ReasoningModel:
     """A causal LM that writes, scores and learns reasoning paths.
 
-    `prompts` and `paths` are plain strings (see `lada.tasks.prompts`). A path is scored with an
-    end-of-sequence token appended, so training on paths also teaches the model to stop.
+    `prompts` and `paths` are plain strings (see `lada.tasks.prompts`). A path that ends with a
+    complete `#### answer` line (`path_has_ended`) is scored with an end-of-sequence token
+    appended, so training on paths also teaches the model to stop there. A path without that
+    line was cut by the generation limit and gets no end-of-sequence token: it is scored as the
+    prefix it is, never as if the model had chosen to stop where the limit cut it.
     """
 
     def __init__(
@@ -127,8 +143,13 @@ class ReasoningModel:
         return ids
 
     def _encode_paths(self, paths: Sequence[str]) -> list[list[int]]:
+        """Path token ids, with end-of-sequence appended only to paths that have ended."""
         ids = self.tokenizer(list(paths), add_special_tokens=False)["input_ids"]
-        return [[*row, self.tokenizer.eos_token_id] for row in ids]
+        eos = self.tokenizer.eos_token_id
+        return [
+            [*row, eos] if path_has_ended(path) else list(row)
+            for row, path in zip(ids, paths, strict=True)
+        ]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts of texts under this model's tokenizer (for token-budget accounting)."""
@@ -138,13 +159,25 @@ class ReasoningModel:
             len(row) for row in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         ]
 
+    def path_token_counts(self, paths: Sequence[str]) -> list[int]:
+        """Tokens each path is scored and trained on: its text, plus end-of-sequence if it ended.
+
+        The count `pack` and `score_paths` use, for token-budget accounting and per-token means.
+        """
+        return [
+            n + int(path_has_ended(path))
+            for n, path in zip(self.count_tokens(paths), paths, strict=True)
+        ]
+
     def pack(
         self, prompts: Sequence[str], paths: Sequence[str]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded prompt+path ids, attention mask and a mask of path-token targets.
 
         Public for hosts that need raw logits over paths (logit distillation): position t of
-        the mask marks whether logits[:, t] predicts a path token.
+        the mask marks whether logits[:, t] predicts a path token. A path that ends with a
+        complete `#### answer` line is followed by end-of-sequence (a target too); a path cut by
+        the generation limit is not, so stopping there is never a target.
         """
         if len(prompts) != len(paths):
             raise ValueError(f"paths: {len(paths)} paths for {len(prompts)} prompts")
@@ -177,7 +210,8 @@ class ReasoningModel:
         """Per-token and summed log p(path | prompt) in ONE padded forward pass.
 
         Callers that need several paths per prompt (a positive and a negative) put them in one
-        list, so the model runs once per batch.
+        list, so the model runs once per batch. End-of-sequence is scored only after a path that
+        ended with its `#### answer` line (see `pack`); `n_tokens` counts it where it is scored.
         """
         input_ids, attention, target_mask = self.pack(prompts, paths)
         with torch.set_grad_enabled(grad):
