@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 
 from lada.method.selection import (
+    MatchCountError,
     fraction_per_cluster_select,
+    matched_count,
     nearest_clusters_select,
     proportional_quota,
     random_select,
     round1_count,
     scores_from_outputs,
+    subset_select,
     threshold_select,
+    top_count,
 )
 
 
@@ -85,3 +89,45 @@ def test_random_select_is_distinct_and_seeded() -> None:
     assert len(set(first.tolist())) == 7
     assert first.tolist() == again.tolist()
     assert len(random_select(5, 9, np.random.default_rng(0))) == 5
+
+
+def test_matched_count_reads_rounds_from_one() -> None:
+    counts = {"llm->slm_0": [4, 0, 7], "llm->slm_1": [2]}
+    assert matched_count(counts, "llm->slm_0", 1) == 4
+    assert matched_count(counts, "llm->slm_0", 2) == 0
+    assert matched_count(counts, "llm->slm_0", 3) == 7
+    assert matched_count(counts, "llm->slm_1", 1) == 2
+
+
+@pytest.mark.parametrize(
+    ("pair", "round_idx", "message"),
+    [
+        ("llm->slm_9", 1, r"pair 'llm->slm_9' \(round 1\)"),
+        ("llm->slm_0", 3, "pair 'llm->slm_0' in round 3"),
+        ("llm->slm_0", 0, "pair 'llm->slm_0' in round 0"),
+    ],
+)
+def test_matched_count_names_a_missing_pair_or_round(
+    pair: str, round_idx: int, message: str
+) -> None:
+    with pytest.raises(MatchCountError, match=message):
+        matched_count({"llm->slm_0": [4, 5]}, pair, round_idx)
+
+
+def test_top_count_is_best_first_with_non_finite_last() -> None:
+    scores = np.array([0.5, np.nan, 2.0, -1.0, 2.0, np.inf])
+    assert top_count(scores, 3).tolist() == [2, 4, 0]  # tie 2.0: candidate order
+    assert top_count(scores, 6).tolist()[-2:] == [1, 5]  # nan and inf after every finite
+    assert top_count(scores, 10).tolist() == top_count(scores, 6).tolist()
+    assert top_count(scores, 0).tolist() == []
+
+
+def test_subset_select_takes_only_eligible_items() -> None:
+    eligible = np.array([True, False, True, True, False, True, True])
+    assert subset_select(eligible, None, np.random.default_rng(0)).tolist() == [0, 2, 3, 5, 6]
+    assert subset_select(eligible, 9, np.random.default_rng(0)).tolist() == [0, 2, 3, 5, 6]
+    picked = subset_select(eligible, 3, np.random.default_rng(1))
+    assert len(picked) == len(set(picked.tolist())) == 3
+    assert set(picked.tolist()) <= {0, 2, 3, 5, 6}
+    assert picked.tolist() == subset_select(eligible, 3, np.random.default_rng(1)).tolist()
+    assert subset_select(np.zeros(4, dtype=bool), 2, np.random.default_rng(0)).tolist() == []

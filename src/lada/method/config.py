@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
 from lada.models.guards import DEFAULT_MAX_NONFINITE_SKIPS
 
-SelectionMode = Literal["lada", "random", "exploit_only", "all"]
+SelectionMode = Literal["lada", "random", "exploit_only", "all", "oracle", "rho_loss"]
+
+#: Selection modes that can take a given item count per pair and round (`match_counts`).
+COUNTED_MODES: tuple[str, ...] = ("random", "oracle", "rho_loss")
 
 
 class LadaConfig(BaseModel):
@@ -42,8 +45,54 @@ class LadaConfig(BaseModel):
         "lada",
         description=(
             "'lada': f1 + w*f2 scores with threshold and budget; 'exploit_only': f1 alone "
-            "(ablation without exploration); 'random': uniform choice at the same item count "
-            "(ablation without the filter); 'all': every candidate (filter off)."
+            "(ablation without exploration); 'random': uniform choice (ablation without the "
+            "filter; at match_counts when set, else at the budget, else at the count 'lada' "
+            "would take); 'all': every candidate (filter off). Arms of the evaluation protocol "
+            "(extension): 'oracle': items of the receiver's own domains at levels it can learn "
+            "(its local items' (domain, difficulty) pairs, or oracle_levels); 'rho_loss': "
+            "RHO-LOSS (Mindermann et al., 2022), the receiver's loss on the sender's path minus "
+            "an irreducible loss, top-scored first."
+        ),
+    )
+    match_counts: dict[str, list[NonNegativeInt]] | None = Field(
+        None,
+        description=(
+            "Extension. Per directed pair (e.g. 'llm->slm_0'), the number of items to take in "
+            "rounds 1, 2, ... (at most the candidates); with 'random', 'oracle' or 'rho_loss' "
+            "they take exactly that count, so an arm can run at the counts a 'lada' run took "
+            "(`lada.experiments.selections.counts_from_run`). A pair or round it lacks stops "
+            "the run. None = each mode's own count."
+        ),
+    )
+    oracle_levels: dict[str, list[int]] | None = Field(
+        None,
+        description=(
+            "Extension. 'oracle' only: the learnable difficulty levels per domain, overriding "
+            "the levels of the receiver's local items for the domains named here (domains the "
+            "receiver has no local items of stay out of its oracle). None = the levels its "
+            "local items have."
+        ),
+    )
+    rho_il_epochs: int = Field(
+        2,
+        ge=1,
+        description=(
+            "Extension. 'rho_loss' only: epochs of SFT on the receiver's local items (gold "
+            "paths) that turn a copy of the receiver, taken at the pair's first selection, "
+            "into the irreducible-loss model."
+        ),
+    )
+    rho_il_batch_size: int = Field(
+        16, ge=1, description="Extension. 'rho_loss' only: minibatch size of that SFT."
+    )
+    rho_holdout_fraction: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "Extension. 'rho_loss' only: share of the receiver's local items (a seeded random "
+            "subset) the irreducible-loss model trains on. 1.0 = all: the candidates are public "
+            "items, never local ones, so no candidate is in that model's training data."
         ),
     )
     exploration_weight: float = Field(
@@ -225,3 +274,25 @@ class LadaConfig(BaseModel):
     )
 
     seed: int = Field(0, ge=0, description="Seed of network init, K-means and random choices.")
+
+    @model_validator(mode="after")
+    def _selection_fields_fit_the_mode(self) -> LadaConfig:
+        """Refuse settings the selection mode would silently ignore or cannot honour."""
+        mode = self.selection_mode
+        if self.match_counts is not None:
+            if mode not in COUNTED_MODES:
+                raise ValueError(
+                    f"match_counts: only 'random', 'oracle' and 'rho_loss' take a given count; "
+                    f"selection_mode is {mode!r}"
+                )
+            empty = [pair for pair in self.match_counts if not pair.strip()]
+            if empty:
+                raise ValueError("match_counts: pair names must not be empty")
+        if self.oracle_levels is not None and mode != "oracle":
+            raise ValueError(f"oracle_levels: only used by selection_mode 'oracle', not {mode!r}")
+        if mode == "rho_loss" and self.match_counts is None and self.budget is None:
+            raise ValueError(
+                "selection_mode: 'rho_loss' takes the top-n items and needs n: set "
+                "match_counts or budget"
+            )
+        return self

@@ -42,7 +42,9 @@ class FilterChoice:
 
     indices: np.ndarray
     scores: np.ndarray | None  # min-max scores of every candidate, when the networks scored
-    strategy: str  # 'scored', 'exploit_only', 'random', 'all', 'round1_<strategy>', 'round1_random'
+    #: 'scored', 'exploit_only', 'random', 'all', 'round1_<strategy>', 'round1_random', and
+    #: from `LadaPlugin.select` 'oracle' and 'rho_loss'
+    strategy: str
 
 
 @dataclass(frozen=True)
@@ -154,20 +156,29 @@ class LearnabilityFilter:
         *,
         budget: int | None = None,
         local_centroid: np.ndarray | None = None,
+        count: int | None = None,
     ) -> FilterChoice:
         """Apply the configured selection mode; `budget=None` means `config.budget`.
 
-        Before any reward was observed the round-1 bootstrap decides. 'random' picks as many
-        items as the budget, or, without one, as many as 'lada' would have picked.
+        Before any reward was observed the round-1 bootstrap decides. 'random' picks `count`
+        items when given (a count-matched arm, see `LadaConfig.match_counts`), else as many as
+        the budget, or, without one, as many as 'lada' would have picked. 'oracle' and
+        'rho_loss' need what only the plug-in has (local items, the receiver) and are chosen
+        there (`LadaPlugin.select`).
         """
         features = self._check_features(features)
         budget = self.config.budget if budget is None else budget
         n = len(features)
         mode = self.config.selection_mode
+        if count is not None and mode != "random":
+            raise ValueError(f"count: only 'random' takes a given count here, not {mode!r}")
+        if mode in ("oracle", "rho_loss"):
+            raise ValueError(f"selection_mode {mode!r}: chosen by LadaPlugin.select, not a filter")
         if mode == "all":
             return FilterChoice(np.arange(n, dtype=np.int64), None, "all")
         if mode == "random":
-            count = budget if budget is not None else self._lada_count(features)
+            if count is None:
+                count = budget if budget is not None else self._lada_count(features)
             return FilterChoice(random_select(n, count, self.rng), None, "random")
         if not self.is_trained:
             return self._round1(features, local_centroid, budget)

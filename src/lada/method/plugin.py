@@ -33,7 +33,8 @@ from lada.method.rewards import (
     mix,
     relative_decrease,
 )
-from lada.method.selection import random_select
+from lada.method.rho_loss import IrreducibleLossModel, copy_state, path_losses, rho_scores
+from lada.method.selection import matched_count, random_select, subset_select, top_count
 from lada.models.guards import CountSink, NonFiniteGuard
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import render_prompt
@@ -46,6 +47,13 @@ LocalData = Sequence[str] | np.ndarray | None
 EMPTY_SELECTION_COUNTER = "empty_selections"
 #: Round-log counter of items whose reward was not finite (left out of the filter update).
 NONFINITE_REWARD_COUNTER = "nonfinite_rewards_skipped"
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    """Mean over the finite entries (NaN when there are none), for logged summaries."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 class EmptySelectionError(RuntimeError):
@@ -87,6 +95,9 @@ class Selection:
     scores: np.ndarray | None  # filter scores of every offered candidate (None when unscored)
     strategy: str
     n_offered: int
+    #: Numbers the selection mode measured on the way (count asked for, oracle matches,
+    #: RHO-LOSS losses), for the selection record.
+    stats: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -215,7 +226,8 @@ class LadaPlugin:
     4. `observe(receiver, selection, batch_set) -> RoundRewards`: after training, the loss
        change becomes rewards and the pair's filter learns from them.
 
-    `state_dict`/`load_state_dict` (and `save`/`load`) carry all filters and reward baselines.
+    `state_dict`/`load_state_dict` (and `save`/`load`) carry all filters and reward baselines,
+    and the RHO-LOSS irreducible-loss models of `selection_mode='rho_loss'`.
     """
 
     def __init__(self, config: LadaConfig | None = None, *, device: str = "cpu") -> None:
@@ -224,6 +236,10 @@ class LadaPlugin:
         self.filters: dict[str, LearnabilityFilter] = {}
         #: B measured after the last round's training, per pair ('previous_round' baseline).
         self.previous_b: dict[str, float] = {}
+        #: RHO-LOSS irreducible-loss model per pair ('rho_loss'), trained at its first selection.
+        self.irreducible: dict[str, IrreducibleLossModel] = {}
+        #: Restored IL states waiting for a receiver to be rebuilt beside (see `load_state_dict`).
+        self._irreducible_states: dict[str, dict[str, Any]] = {}
 
     def filter(self, pair: str) -> LearnabilityFilter:
         """The filter of a directed pair (created on first use)."""
@@ -242,6 +258,7 @@ class LadaPlugin:
         round_idx: int = 0,
         budget: int | None = None,
         log: CountSink | None = None,
+        local_items: Sequence[ReasoningItem] | None = None,
     ) -> Selection:
         """Score the offered candidates for this receiver and pick this round's items.
 
@@ -250,6 +267,13 @@ class LadaPlugin:
         of its own (the server LLM) passes None, and round 1 then takes a share of every
         cluster. `budget=None` means `config.budget`. When the filter selects nothing from a
         non-empty offer, `config.empty_selection` decides, and `log` counts it.
+
+        `local_items`: the receiver's own local items, needed by 'oracle' (their domains and
+        levels) and 'rho_loss' (its irreducible-loss model trains on them); both stop with an
+        error for a receiver without local data of its own. With `config.match_counts`, modes
+        'random', 'oracle' and 'rho_loss' take the count given for this pair and `round_idx`
+        (rounds count from 1); a count of 0 takes nothing, without the empty-selection fallback.
+        An empty offer needs no count.
         """
         if budget is not None and budget < 1:
             raise ValueError(f"budget: must be >= 1 or None, got {budget}")
@@ -266,14 +290,27 @@ class LadaPlugin:
                 "empty",
                 0,
             )
+        count = None  # looked up before any model pass, so a missing entry fails fast
+        if self.config.match_counts is not None:
+            count = matched_count(self.config.match_counts, pair, round_idx)
         texts = [candidate_text(c.item, c.path) for c in candidates]
         embeddings = embed_texts(receiver, texts, batch_size=self.config.inference_batch_size)
         features = filt.featurize(embeddings)
-        centroid = None
-        if not filt.is_trained and local_texts_or_embedding is not None:
-            centroid = self._centroid(receiver, local_texts_or_embedding)
-        choice = filt.choose(features, budget=budget, local_centroid=centroid)
-        if len(choice.indices) == 0:
+        mode = self.config.selection_mode
+        stats: dict[str, float] = {} if count is None else {"match_count": float(count)}
+        if mode == "oracle":
+            choice = self._oracle_choice(filt, candidates, local_items, budget, count, pair, stats)
+        elif mode == "rho_loss":
+            choice = self._rho_choice(
+                receiver, candidates, local_items, budget, count, pair, stats, log
+            )
+        else:
+            centroid = None
+            round1 = mode in ("lada", "exploit_only") and not filt.is_trained
+            if round1 and local_texts_or_embedding is not None:
+                centroid = self._centroid(receiver, local_texts_or_embedding)
+            choice = filt.choose(features, budget=budget, local_centroid=centroid, count=count)
+        if len(choice.indices) == 0 and count != 0:
             if log is not None:
                 log.count(EMPTY_SELECTION_COUNTER)
             choice = self._empty_fallback(
@@ -288,6 +325,7 @@ class LadaPlugin:
             scores=choice.scores,
             strategy=choice.strategy,
             n_offered=len(candidates),
+            stats=stats,
         )
 
     # ------------------------------------------------------------------ hook 2
@@ -452,6 +490,10 @@ class LadaPlugin:
             "config": self.config.model_dump(mode="json"),
             "filters": {pair: f.state_dict() for pair, f in self.filters.items()},
             "previous_b": dict(self.previous_b),
+            "irreducible": {
+                **{pair: copy_state(s) for pair, s in self._irreducible_states.items()},
+                **{pair: m.state_dict() for pair, m in self.irreducible.items()},
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -464,6 +506,11 @@ class LadaPlugin:
         for pair, filter_state in state["filters"].items():
             self.filter(pair).load_state_dict(filter_state)
         self.previous_b = {k: float(v) for k, v in state["previous_b"].items()}
+        # An IL model is rebuilt beside the receiver at the pair's next selection.
+        self.irreducible = {}
+        self._irreducible_states = {
+            pair: copy_state(s) for pair, s in state.get("irreducible", {}).items()
+        }
 
     def save(self, path: Path | str) -> None:
         path = Path(path)
@@ -488,6 +535,111 @@ class LadaPlugin:
         return local_centroid(
             embed_texts(receiver, texts, batch_size=self.config.inference_batch_size)
         )
+
+    def _oracle_choice(
+        self,
+        filt: LearnabilityFilter,
+        candidates: list[Candidate],
+        local_items: Sequence[ReasoningItem] | None,
+        budget: int | None,
+        count: int | None,
+        pair: str,
+        stats: dict[str, float],
+    ) -> FilterChoice:
+        """Candidates of the receiver's own domains at learnable levels; a seeded subset if more.
+
+        Without a count (`match_counts`) or budget, every matching candidate is taken. Fewer
+        matches than the count take only the matches: the oracle never pads with other items.
+        """
+        levels = self._learnable_levels(local_items, pair)
+        eligible = np.array(
+            [c.item.difficulty in levels.get(c.item.domain, ()) for c in candidates], dtype=bool
+        )
+        wanted = count if count is not None else self._budget(budget)
+        stats["oracle_matching"] = float(eligible.sum())
+        return FilterChoice(subset_select(eligible, wanted, filt.rng), None, "oracle")
+
+    def _learnable_levels(
+        self, local_items: Sequence[ReasoningItem] | None, pair: str
+    ) -> dict[str, set[int]]:
+        """(domain -> levels) the receiver can learn: its local items' levels, or oracle_levels."""
+        if not local_items:
+            raise ValueError(
+                f"{pair}: selection_mode 'oracle' needs the receiver's local items (its own "
+                "domains and levels), and this receiver has none (the server has no local data "
+                "of its own; run the oracle arm on a one-way host such as fedcot)"
+            )
+        own: dict[str, set[int]] = {}
+        for item in local_items:
+            own.setdefault(item.domain, set()).add(item.difficulty)
+        override = self.config.oracle_levels or {}
+        return {domain: set(override.get(domain, found)) for domain, found in own.items()}
+
+    def _rho_choice(
+        self,
+        receiver: Any,
+        candidates: list[Candidate],
+        local_items: Sequence[ReasoningItem] | None,
+        budget: int | None,
+        count: int | None,
+        pair: str,
+        stats: dict[str, float],
+        log: CountSink | None,
+    ) -> FilterChoice:
+        """RHO-LOSS: the top candidates by receiver loss minus irreducible loss on the sender path.
+
+        `Selection.scores` then holds these raw scores (not min-max normalised).
+        """
+        wanted = count if count is not None else self._budget(budget)
+        if wanted is None:
+            raise ValueError(f"{pair}: 'rho_loss' needs match_counts or a budget to take top-n")
+        il_model = self._irreducible_model(receiver, local_items, pair, log)
+        prompts = [render_prompt(c.item) for c in candidates]
+        paths = [c.path for c in candidates]
+        batch = self.config.inference_batch_size
+        receiver_loss = path_losses(receiver, prompts, paths, batch_size=batch)
+        irreducible = il_model.losses(prompts, paths, batch_size=batch)
+        scores = rho_scores(receiver_loss, irreducible)
+        indices = top_count(scores, wanted)
+        stats.update(
+            {
+                "rho_il_mean": _finite_mean(irreducible),
+                "rho_receiver_loss_mean": _finite_mean(receiver_loss),
+                "rho_score_mean_selected": _finite_mean(scores[indices]),
+                "rho_il_items": float(il_model.n_items),
+                "rho_il_train_loss": il_model.train_loss,
+                "rho_il_steps": float(il_model.steps),
+            }
+        )
+        return FilterChoice(indices, scores, "rho_loss")
+
+    def _irreducible_model(
+        self,
+        receiver: Any,
+        local_items: Sequence[ReasoningItem] | None,
+        pair: str,
+        log: CountSink | None,
+    ) -> IrreducibleLossModel:
+        """The pair's IL model: kept, rebuilt from a restored state, or trained now (once)."""
+        if pair in self.irreducible:
+            return self.irreducible[pair]
+        if pair in self._irreducible_states:
+            il_model = IrreducibleLossModel.from_state(receiver, self._irreducible_states.pop(pair))
+        else:
+            if not local_items:
+                raise ValueError(
+                    f"{pair}: selection_mode 'rho_loss' needs the receiver's local items to "
+                    "train its irreducible-loss model, and this receiver has none (the server "
+                    "has no local data of its own; run this arm on a one-way host such as fedcot)"
+                )
+            il_model = IrreducibleLossModel.train(
+                receiver, local_items, self.config, pair=pair, log=log
+            )
+        self.irreducible[pair] = il_model
+        return il_model
+
+    def _budget(self, budget: int | None) -> int | None:
+        return self.config.budget if budget is None else budget
 
     def _gap(
         self,

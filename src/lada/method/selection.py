@@ -7,6 +7,7 @@ positions in the caller's candidate list, ordered best first.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -114,3 +115,51 @@ def fraction_per_cluster_select(
         if k > 0
     ]
     return np.concatenate(chosen).astype(np.int64) if chosen else np.zeros(0, dtype=np.int64)
+
+
+class MatchCountError(LookupError):
+    """`LadaConfig.match_counts` has no count for a pair and round that is selecting."""
+
+
+def matched_count(counts: Mapping[str, Sequence[int]], pair: str, round_idx: int) -> int:
+    """The count a 'lada' run took on `pair` in round `round_idx` (rounds count from 1).
+
+    A count-matched arm must not guess: a pair or round without an entry is an error that names
+    both, since taking some other number would make the comparison unequal without a sign.
+    """
+    if pair not in counts:
+        known = ", ".join(sorted(counts)) or "none"
+        raise MatchCountError(
+            f"match_counts: no counts for pair {pair!r} (round {round_idx}); it has: {known}"
+        )
+    per_round = counts[pair]
+    if not 1 <= round_idx <= len(per_round):
+        raise MatchCountError(
+            f"match_counts: no count for pair {pair!r} in round {round_idx}; it lists rounds "
+            f"1 to {len(per_round)}"
+        )
+    return int(per_round[round_idx - 1])
+
+
+def top_count(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the `count` highest scores, best first; ties keep candidate order.
+
+    A non-finite score (a loss that overflowed) ranks below every finite one, so such an item is
+    taken only when the count leaves no finite alternative.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    ranked = np.where(np.isfinite(scores), scores, -np.inf)
+    order = np.argsort(-ranked, kind="stable")
+    return order[: max(0, min(count, len(order)))].astype(np.int64)
+
+
+def subset_select(eligible: np.ndarray, count: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Positions where `eligible` holds: all of them in order, or a random `count` of them.
+
+    `count=None` takes every eligible item; a count at or above their number takes them all,
+    so the result may be shorter than `count`.
+    """
+    positions = np.flatnonzero(np.asarray(eligible, dtype=bool)).astype(np.int64)
+    if count is None or count >= len(positions):
+        return positions
+    return positions[random_select(len(positions), count, rng)]
