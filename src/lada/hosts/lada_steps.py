@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lada.hosts.base import Party
+from lada.hosts.base import ClientParty, Party
 from lada.hosts.payloads import PublicPaths
 from lada.method.plugin import Candidate, pair_name
 from lada.tasks.item import ReasoningItem
@@ -47,7 +47,11 @@ def receive_with_lada(
     train: Any,
     seed: int,
 ) -> dict[str, Any]:
-    """Select, prepare, train and observe for one directed pair; returns the selection record."""
+    """Select, prepare, train and observe for one directed pair; returns the selection record.
+
+    Only a client's local items are its own data for the 'oracle' and 'rho_loss' arms: the
+    server passes the public pool as `local_items`, which are the candidates themselves.
+    """
     plugin = party.plugin
     config = plugin.config
     pair = pair_name(paths.sender, party.model.name)
@@ -61,6 +65,7 @@ def receive_with_lada(
             local_texts_or_embedding=local or None,
             round_idx=round_idx,
             log=party.log,
+            local_items=local_items if isinstance(party, ClientParty) else None,
         )
     with party.log.phase("path_generation"):
         batch_set = plugin.prepare(party.model, selection, max_new_tokens=train.max_new_tokens)
@@ -88,6 +93,7 @@ def receive_with_lada(
     scores = selection.scores
     record = {
         "filter": pair,
+        "mode": config.selection_mode,
         "strategy": selection.strategy,
         "n_offered": selection.n_offered,
         "item_ids": [c.item.id for c in selection.candidates],
@@ -95,6 +101,7 @@ def receive_with_lada(
         "score_mean_all": None if scores is None else float(np.mean(scores)),
         "pairs": report,
         "rewards": rewards.summary(),
+        "selection_stats": dict(selection.stats),
     }
     party.log.selections.append(record)
     return record
