@@ -134,7 +134,7 @@ def test_repeated_ids_are_rejected() -> None:
 
 
 def test_split_config_validates_and_feeds_split_federated() -> None:
-    config = SplitConfig(**SIZES, partition="iid", seed=2)
+    config = SplitConfig(**SIZES, partition="iid", seed=2, evaluation_share=None)
     direct = split_federated(_items(), **SIZES, partition="iid", seed=2)
     assert _ids(split_federated(_items(), **config.model_dump())) == _ids(direct)
     with pytest.raises(pydantic.ValidationError, match="client_domains has 1 entries"):

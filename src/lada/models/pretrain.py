@@ -7,70 +7,31 @@ them privately, so the SLM -> LLM direction has real knowledge to carry.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
 from lada.models.presets import cache_dir, load_model
-from lada.models.training import LRSchedule, sft, sft_on_paths
+from lada.models.pretrain_config import PretrainConfig
+from lada.models.training import sft, sft_on_paths
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.gym_suite import SUITES, build_suite
+from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import gold_path, render_prompt
 
 #: Seed offset so pretraining items are drawn from streams the experiment's splits do not use.
 PRETRAIN_SEED_OFFSET = 10_000
 
-
-class PretrainConfig(BaseModel):
-    """How the server LLM is pretrained before the federation starts."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    preset: str = Field("tiny-10m", description="Tiny preset pretrained from scratch.")
-    suite: str = Field("default", description="Task suite whose domains make up 'general data'.")
-    items_per_domain: int = Field(600, ge=1, description="Pretraining items per kept domain.")
-    held_out_domains: list[str] = Field(
-        default_factory=lambda: ["leg_counting"],
-        description="Domains only clients hold: left out of (or under-sampled in) pretraining.",
-    )
-    held_out_fraction: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="Share of items_per_domain kept for held-out domains (0 = left out).",
-    )
-    loss_on_question: bool = Field(
-        True,
-        description="Train on the whole 'Q: ... A: ...' text, not only the path, so the LLM can "
-        "also write new task items (CrossLM needs this).",
-    )
-    epochs: int = Field(4, ge=1, description="Passes over the pretraining items.")
-    batch_size: int = Field(32, ge=1, description="Items per optimizer step.")
-    learning_rate: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
-    schedule: LRSchedule | None = Field(
-        None,
-        description="Warmup and decay of the rate over the whole pretraining run; unset keeps "
-        "the rate constant.",
-    )
-    seed: int = Field(0, ge=0, description="Seed of data generation, init and shuffling.")
-
-    def key(self) -> str:
-        """Cache key: changes whenever anything that shapes the pretrained weights changes."""
-        # Unset optional fields are left out, so keys of configs written before they existed hold.
-        payload = json.dumps(self.model_dump(exclude_none=True), sort_keys=True)
-        return f"{self.preset}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+__all__ = ["PretrainConfig", "is_pretrained", "pretrained_dir", "pretrained_llm"]
 
 
-def pretraining_items(config: PretrainConfig):
+def pretraining_items(config: PretrainConfig) -> list[ReasoningItem]:
     """General-data items: the suite's domains with the held-out ones removed or thinned."""
     suite = SUITES[config.suite]
     domains = []
     for spec in suite.domains:
         held_out = spec.name in config.held_out_domains
-        weight = config.held_out_fraction if held_out else 1.0
+        weight = spec.weight * (config.held_out_fraction if held_out else 1.0)
         if weight > 0:
             domains.append(spec.model_copy(update={"weight": weight}))
     if not domains:
@@ -82,6 +43,8 @@ def pretraining_items(config: PretrainConfig):
                 "items_per_domain": config.items_per_domain,
                 "total_items": None,
                 "seed": suite.seed + config.seed + PRETRAIN_SEED_OFFSET,
+                "reserved": "exclude",
+                "evaluation_share": config.evaluation_share,
             }
         )
     )

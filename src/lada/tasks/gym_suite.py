@@ -25,11 +25,13 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lada.tasks.holdout import is_reserved
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import gold_path, render_prompt
 from lada.tasks.rationales import RENDERERS, Renderer, check_final_value
 
 QuestionStyle = Literal["compact", "original"]
+ReservedRule = Literal["any", "exclude", "only"]
 DomainName = Literal["chain_sum", "products", "leg_counting", "gcd", "lcm", "basic_arithmetic"]
 
 
@@ -277,6 +279,18 @@ class SuiteConfig(BaseModel):
         default=True,
         description="Skip a generated item whose question already occurs in the suite.",
     )
+    reserved: ReservedRule = Field(
+        default="any",
+        description="Which questions to draw under the evaluation-reservation rule "
+        "(`lada.tasks.holdout`): 'any'; 'exclude' skips questions reserved for evaluation "
+        "(training-only draws such as pretraining); 'only' keeps just those (test items).",
+    )
+    evaluation_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of each question space reserved for evaluation (used by `reserved`).",
+    )
     max_attempts_per_item: int = Field(
         default=50,
         ge=1,
@@ -313,6 +327,23 @@ SUITES: dict[str, SuiteConfig] = {
             ("basic_arithmetic", 3),
         ),
     ),
+    "proof": SuiteConfig(
+        domains=_specs(
+            ("chain_sum", 2),
+            ("leg_counting", 1),
+            ("basic_arithmetic", 1),
+            ("gcd", 1),
+        ),
+    ),
+    "general": SuiteConfig(
+        domains=[
+            DomainSpec(name="chain_sum", difficulty=1, weight=0.2),
+            DomainSpec(name="products", difficulty=1, weight=0.1),
+            DomainSpec(name="products", difficulty=2),
+            DomainSpec(name="lcm", difficulty=1),
+        ],
+        items_per_domain=600,
+    ),
     "easy": SuiteConfig(
         domains=_specs(
             ("chain_sum", 2),
@@ -348,7 +379,13 @@ basic_arithmetic 3). Each family appears once, so an item's domain (its family n
 its level within the suite; 'easy' and
 'hard' hold the low and high ends of the ladders; 'ladder' holds every domain at every level.
 chain_sum 1 (200 questions) and products 1 (100) are left out of the larger suites so that a few
-hundred distinct items per domain can always be drawn."""
+hundred distinct items per domain can always be drawn.
+
+'proof' is the decisive experiment's setting: three levels a small teacher masters (chain_sum 2,
+leg_counting 1, basic_arithmetic 1) and gcd 1, which the teacher is not taught. 'general' is the
+client SLMs' pretraining base: the answer format, one-digit sums and products, two-digit
+products and small lcm, none of them a level of 'proof' (its small levels are only ever trained
+on, never tested)."""
 
 
 def domain_seed(suite_seed: int, spec: DomainSpec) -> int:
@@ -404,9 +441,16 @@ def _generate_domain(
             question = str(entry["question"]).strip()
         if config.deduplicate and question in seen_questions:
             continue
+        if config.reserved != "any" and is_reserved(question, config.evaluation_share) != (
+            config.reserved == "only"
+        ):
+            continue
         answer = str(entry["answer"]).strip()
         rationale = "\n".join(family.rationale(metadata))
-        item_id = f"{spec.name}:d{spec.difficulty}:{config.seed}:{len(items)}"
+        # Reserved (test-only) draws get their own id space, so they never collide with a
+        # training draw of the same seed.
+        tag = "e" if config.reserved == "only" else ""
+        item_id = f"{spec.name}:d{spec.difficulty}:{config.seed}:{tag}{len(items)}"
         check_final_value(rationale, answer, where=f"{where} item {item_id} ({question!r})")
         seen_questions.add(question)
         items.append(
@@ -443,13 +487,22 @@ def build_suite(config: SuiteConfig) -> list[ReasoningItem]:
     return items
 
 
-def load_suite(name: str, n: int | None = None, seed: int = 0) -> list[ReasoningItem]:
+def load_suite(
+    name: str,
+    n: int | None = None,
+    seed: int = 0,
+    *,
+    reserved: ReservedRule = "any",
+    evaluation_share: float = 0.0,
+) -> list[ReasoningItem]:
     """A named suite of `SUITES` with `seed`; `n`, if given, is the total item count (split over
-    the suite's domains by weight), otherwise each domain gets the suite's items_per_domain."""
+    the suite's domains by weight), otherwise each domain gets the suite's items_per_domain.
+    `reserved` and `evaluation_share` draw only training or only test questions (see
+    `SuiteConfig.reserved`)."""
     if name not in SUITES:
         raise ValueError(f"suite: unknown name {name!r}; known suites: {sorted(SUITES)}")
     fields = SUITES[name].model_dump()
-    fields.update(seed=seed, total_items=n)
+    fields.update(seed=seed, total_items=n, reserved=reserved, evaluation_share=evaluation_share)
     return build_suite(SuiteConfig.model_validate(fields))
 
 

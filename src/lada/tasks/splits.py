@@ -13,6 +13,11 @@ a generalist. The rest is divided among clients:
   out everything and only then do we cut each partition to size.
 - `iid`: a uniform shuffle, as the baseline.
 
+With `evaluation_share` set, test items are only questions reserved for evaluation and the
+public pool and train splits only the others (`lada.tasks.holdout`), so no test question can
+appear in anything a party trains on, pretraining included. Each client's test split then
+follows the domain mix of its train split.
+
 Everything is seeded; no item id appears in two splits (checked before returning).
 """
 
@@ -27,6 +32,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lada.tasks.holdout import is_reserved
 from lada.tasks.item import ReasoningItem
 
 Partition = Literal["domain", "dirichlet", "iid"]
@@ -55,6 +61,14 @@ class SplitConfig(BaseModel):
         0.5,
         gt=0,
         description="Dirichlet concentration for partition='dirichlet'; smaller is more skewed.",
+    )
+    evaluation_share: float | None = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Test items are drawn only from questions reserved for evaluation at this "
+        "share, the public pool and train splits only from the others (lada.tasks.holdout); "
+        "None mixes them (no guarantee that a test question is never trained on elsewhere).",
     )
     seed: int = Field(0, description="Seed for every random draw of the split.")
 
@@ -108,6 +122,7 @@ def split_federated(
     partition: Partition = "domain",
     client_domains: list[list[str]] | None = None,
     dirichlet_alpha: float = 0.5,
+    evaluation_share: float | None = None,
     seed: int = 0,
 ) -> FederatedSplit:
     """Cut items into a public pool and `n_clients` non-IID private splits.
@@ -124,10 +139,13 @@ def split_federated(
         partition=partition,
         client_domains=client_domains,
         dirichlet_alpha=dirichlet_alpha,
+        evaluation_share=evaluation_share,
         seed=seed,
     )
     pool = list(items)
     _check_unique_ids(pool)
+    if config.evaluation_share is not None:
+        return _split_reserved(pool, config)
     per_client = config.n_train + config.n_test
     needed = config.n_public + config.n_clients * per_client
     if needed > len(pool):
@@ -157,6 +175,82 @@ def split_federated(
     split = FederatedSplit(public_pool=public_pool, clients=clients)
     _check_disjoint(split)
     return split
+
+
+def _split_reserved(pool: list[ReasoningItem], config: SplitConfig) -> FederatedSplit:
+    """Public pool and train splits from open questions, test splits from reserved ones."""
+    assert config.evaluation_share is not None
+    reserved = [is_reserved(item.question, config.evaluation_share) for item in pool]
+    open_pool = [item for item, r in zip(pool, reserved, strict=True) if not r]
+    test_pool = [item for item, r in zip(pool, reserved, strict=True) if r]
+    needed = config.n_public + config.n_clients * config.n_train
+    if needed > len(open_pool) or config.n_clients * config.n_test > len(test_pool):
+        raise ValueError(
+            f"too few items: {len(open_pool)} training questions for {needed} = "
+            f"{config.n_public} public + {config.n_clients} clients x {config.n_train} train, and "
+            f"{len(test_pool)} questions reserved for evaluation (share "
+            f"{config.evaluation_share}) for {config.n_clients} clients x {config.n_test} test"
+        )
+    rng = np.random.default_rng(config.seed)
+    public_positions = _stratified_public(open_pool, config.n_public, rng)
+    taken = set(public_positions)
+    rest = [position for position in range(len(open_pool)) if position not in taken]
+    train_config = config.model_copy(update={"n_test": 0})
+    if config.partition == "iid":
+        train_positions = _iid(rest, config.n_clients, config.n_train, rng)
+    elif config.partition == "domain":
+        train_positions = _by_domain(open_pool, rest, train_config, config.n_train, rng)
+    else:
+        train_positions = _dirichlet(open_pool, rest, train_config, config.n_train)
+    queues = {
+        name: deque(positions)
+        for name, positions in _positions_by_domain(test_pool, range(len(test_pool)), rng).items()
+    }
+    clients = []
+    for client, positions in enumerate(train_positions):
+        train = [open_pool[positions[index]] for index in rng.permutation(len(positions))]
+        test = _matching_test(test_pool, queues, train, config.n_test, client)
+        clients.append(ClientSplit(train=train, test=test))
+    split = FederatedSplit(
+        public_pool=[open_pool[position] for position in public_positions], clients=clients
+    )
+    _check_disjoint(split)
+    return split
+
+
+def _matching_test(
+    test_pool: list[ReasoningItem],
+    queues: dict[str, deque[int]],
+    train: list[ReasoningItem],
+    n_test: int,
+    client: int,
+) -> list[ReasoningItem]:
+    """`n_test` reserved items in the domain proportions of the client's train split."""
+    counts = Counter(item.domain for item in train)
+    names = sorted(counts)
+    quotas = _largest_remainder([counts[name] for name in names], n_test)
+    test: list[ReasoningItem] = []
+    for name, quota in zip(names, quotas, strict=True):
+        queue = queues.get(name, deque())
+        if len(queue) < quota:
+            raise ValueError(
+                f"too few questions reserved for evaluation in domain {name!r} for client "
+                f"{client}: needs {quota}, {len(queue)} left; add items or lower n_test"
+            )
+        test.extend(test_pool[queue.popleft()] for _ in range(quota))
+    return test
+
+
+def _largest_remainder(sizes: list[int], total: int) -> list[int]:
+    """Split `total` in proportion to `sizes` with counts that add up exactly."""
+    weight = sum(sizes)
+    shares = [total * size / weight for size in sizes]
+    quotas = [int(share) for share in shares]
+    for index in sorted(range(len(sizes)), key=lambda i: quotas[i] - shares[i])[
+        : total - sum(quotas)
+    ]:
+        quotas[index] += 1
+    return quotas
 
 
 def _stratified_public(
