@@ -392,25 +392,49 @@ class LadaPlugin:
         receiver: Any,
         batch_set: DistillBatchSet,
         *,
-        epochs: int,
+        epochs: int | None = None,
+        steps: int | None = None,
         batch_size: int,
         seed: int,
         log: CountSink | None = None,
+        usage: Any = None,
     ) -> list[dict[str, float]]:
         """Convenience loop for hosts without their own: `loss` + `receiver.train_step`.
 
-        A batch with a non-finite loss is skipped (counted in `log`, left out of the history);
+        Give exactly one of `epochs` (passes over the pairs) or `steps`: exactly that many
+        optimizer steps whatever the number of pairs (the round's training budget), cycling
+        through passes reshuffled with `seed + pass`; no pairs take no steps. A batch with a
+        non-finite loss is skipped (counted in `log`, left out of the history, no step used up);
         more than `config.max_nonfinite_skips` in one call raise `NonFiniteLossError`.
+        With `usage` (`lada.models.training.TrainUsage`), each step adds one step and the tokens
+        its forward pass processed with a gradient: the prompt+positive and the prompt+negative
+        sequences (the positives only when `cd_weight` is 0, as `loss` then scores only them).
         """
+        from lada.models.training import sequence_tokens
+
+        if (epochs is None) == (steps is None):
+            raise ValueError(f"fit: give exactly one of epochs or steps ({epochs=}, {steps=})")
         guard = NonFiniteGuard(self.config.max_nonfinite_skips, log=log)
-        history = []
-        for epoch in range(epochs):
-            for batch in batch_set.batches(batch_size, seed=seed + epoch):
+        history: list[dict[str, float]] = []
+        n_passes = epochs if epochs is not None else (1 if len(batch_set) else 0)
+        done = 0
+        while done < n_passes:
+            for batch in batch_set.batches(batch_size, seed=seed + done):
+                if steps is not None and len(history) >= steps:
+                    return history
                 parts = self.loss(receiver, batch)
                 if not guard.check(parts.total, f"distillation {batch_set.pair}"):
                     continue
                 receiver.train_step(parts.total)
                 history.append(parts.as_floats())
+                if usage is not None:
+                    prompts, paths = list(batch.prompts), list(batch.positives)
+                    if self.config.cd_weight > 0:
+                        prompts, paths = prompts * 2, paths + list(batch.negatives)
+                    usage.add(1, sum(sequence_tokens(receiver, prompts, paths)))
+            done += 1
+            if steps is not None and len(history) < steps:
+                n_passes = done + 1  # not there yet: one more reshuffled pass
         return history
 
     # ------------------------------------------------------------------ hook 4

@@ -91,12 +91,60 @@ def length_bucketed_batches(
         yield batches[b]
 
 
+def cycled_batches(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator
+) -> Iterator[list[int]]:
+    """Endless length-bucketed batches: one reshuffled pass after another (none if no examples)."""
+    while len(lengths):
+        yield from length_bucketed_batches(lengths, batch_size, rng)
+
+
+@dataclass
+class TrainUsage:
+    """What training spent: optimizer steps, and tokens forwarded with a gradient.
+
+    A token counts when it is a non-padding token of a sequence in a forward pass that was
+    backpropagated (prompt and path alike, every path of the pass). Batches skipped for a
+    non-finite loss take no step and count nothing. This is the accounting every arm of a
+    comparison reports beside its step budget.
+    """
+
+    steps: int = 0
+    tokens: int = 0
+
+    def add(self, steps: int, tokens: int) -> None:
+        self.steps += steps
+        self.tokens += tokens
+
+
+def sequence_tokens(
+    model: ReasoningModel, prompts: Sequence[str], paths: Sequence[str]
+) -> list[int]:
+    """Non-padding tokens of each (prompt, path) sequence exactly as `model.pack` builds it.
+
+    That is BOS (when the model adds one), the prompt, the path and its end-of-sequence token
+    when the path ended, cut to `max_length`: what a forward pass over the pair processes.
+    """
+    if not prompts:
+        return []
+    _, attention, _ = model.pack(prompts, paths)
+    return [int(n) for n in attention.sum(-1).tolist()]
+
+
+def _train_mode(epochs: int | None, steps: int | None) -> None:
+    if (epochs is None) == (steps is None):
+        raise ValueError(f"fit: give exactly one of epochs or steps (got {epochs=}, {steps=})")
+    if (epochs if epochs is not None else steps) < 0:  # type: ignore[operator]
+        raise ValueError(f"fit: epochs and steps must be >= 0 (got {epochs=}, {steps=})")
+
+
 def fit(
     model: ReasoningModel,
     lengths: Sequence[int],
     loss_fn: BatchLoss,
     *,
-    epochs: int,
+    epochs: int | None = None,
+    steps: int | None = None,
     batch_size: int,
     seed: int,
     desc: str = "train",
@@ -106,40 +154,67 @@ def fit(
     max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
     log: CountSink | None = None,
     on_step: Callable[[int], None] | None = None,
+    example_tokens: Sequence[int] | None = None,
+    usage: TrainUsage | None = None,
 ) -> list[float]:
     """Train `model` with `loss_fn` over `len(lengths)` examples; returns per-step losses.
 
+    Two modes, give exactly one: `epochs` passes over the examples (pretraining, private SFT),
+    or exactly `steps` optimizer steps whatever the number of examples (a round's training
+    budget): the examples are cycled in reshuffled passes until that many steps were taken, so
+    a small selection is revisited and a large one is sampled. No examples take no steps.
+
     A batch with a non-finite loss is skipped (no optimizer step), counted in `log` (counter
     `lada.models.guards.NONFINITE_COUNTER`) and passed to `on_nonfinite`; more than
-    `max_nonfinite_skips` in this call raise `NonFiniteLossError` (0 = stop at the first).
-    With a `schedule`, the rate of each step follows it (peak = `model.learning_rate`, restored
-    when the call ends); without one it stays constant. `on_step(n)` runs after the n-th
-    optimizer step (1-based), e.g. to evaluate along the way.
+    `max_nonfinite_skips` in this call raise `NonFiniteLossError` (0 = stop at the first). In
+    `steps` mode a skipped batch does not use up a step. With a `schedule`, the rate of each
+    step follows it (peak = `model.learning_rate`, restored when the call ends); without one it
+    stays constant. `on_step(n)` runs after the n-th optimizer step (1-based), e.g. to evaluate
+    along the way. With `usage`, each optimizer step adds one step and the `example_tokens` of
+    its batch (tokens forwarded with a gradient per example; see `sequence_tokens`).
     """
+    _train_mode(epochs, steps)
+    if usage is not None and example_tokens is None:
+        raise ValueError("fit: usage accounting needs example_tokens")
     rng = np.random.default_rng(seed)
     losses: list[float] = []
-    steps = optimizer_steps(len(lengths), batch_size, epochs)
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
+    if steps is None:
+        total = optimizer_steps(len(lengths), batch_size, epochs or 0)
+        batches: Iterator[list[int]] = (
+            batch
+            for _ in range(epochs or 0)
+            for batch in length_bucketed_batches(lengths, batch_size, rng)
+        )
+    else:
+        total = steps if len(lengths) else 0
+        batches = cycled_batches(lengths, batch_size, rng)
+    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
     model.train()
-    step = 0
+    drawn = 0
     guard = NonFiniteGuard(max_nonfinite_skips, log=log)
-    for _ in range(epochs):
-        for batch in length_bucketed_batches(lengths, batch_size, rng):
-            if schedule is not None:
-                _set_optimizer_lr(model, model.learning_rate * schedule.factor(step, steps))
-            step += 1
-            loss = loss_fn(batch)
-            if not guard.check(loss, desc):
-                if on_nonfinite is not None:
-                    on_nonfinite(batch, float(loss.detach()))
+    for batch in batches:
+        if steps is not None and len(losses) >= total:
+            break
+        if schedule is not None:
+            # Epochs: the position is the batch drawn; steps: the optimizer step about to be taken.
+            position = drawn if steps is None else len(losses)
+            _set_optimizer_lr(model, model.learning_rate * schedule.factor(position, total))
+        drawn += 1
+        loss = loss_fn(batch)
+        if not guard.check(loss, desc):
+            if on_nonfinite is not None:
+                on_nonfinite(batch, float(loss.detach()))
+            if steps is None:
                 bar.update(1)
-                continue
-            losses.append(model.train_step(loss))
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if on_step is not None:
-                on_step(len(losses))
-                model.train()
+            continue
+        losses.append(model.train_step(loss))
+        if usage is not None:
+            usage.add(1, sum(example_tokens[i] for i in batch))  # type: ignore[index]
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if on_step is not None:
+            on_step(len(losses))
+            model.train()
     bar.close()
     if schedule is not None:
         _set_optimizer_lr(model, model.learning_rate)
@@ -158,6 +233,7 @@ def sft_on_paths(
     paths: Sequence[str],
     *,
     epochs: int = 1,
+    steps: int | None = None,
     batch_size: int = 16,
     seed: int = 0,
     desc: str = "sft",
@@ -166,8 +242,12 @@ def sft_on_paths(
     max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
     log: CountSink | None = None,
     on_step: Callable[[int], None] | None = None,
+    usage: TrainUsage | None = None,
 ) -> list[float]:
-    """Supervised fine-tuning on (prompt, path) pairs; the loss covers path tokens only."""
+    """Supervised fine-tuning on (prompt, path) pairs; the loss covers path tokens only.
+
+    `steps` (when given) replaces `epochs`: exactly that many optimizer steps (see `fit`).
+    """
     lengths = [len(p) + len(q) for p, q in zip(prompts, paths, strict=True)]
 
     def loss_fn(batch: list[int]) -> torch.Tensor:
@@ -177,7 +257,8 @@ def sft_on_paths(
         model,
         lengths,
         loss_fn,
-        epochs=epochs,
+        epochs=epochs if steps is None else None,
+        steps=steps,
         batch_size=batch_size,
         seed=seed,
         desc=desc,
@@ -186,6 +267,8 @@ def sft_on_paths(
         max_nonfinite_skips=max_nonfinite_skips,
         log=log,
         on_step=on_step,
+        example_tokens=sequence_tokens(model, prompts, paths) if usage is not None else None,
+        usage=usage,
     )
 
 
@@ -202,6 +285,7 @@ def sft(
     max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
     log: CountSink | None = None,
     on_step: Callable[[int], None] | None = None,
+    usage: TrainUsage | None = None,
 ) -> list[float]:
     """Supervised fine-tuning on items' gold rationales."""
     return sft_on_paths(
@@ -217,6 +301,7 @@ def sft(
         max_nonfinite_skips=max_nonfinite_skips,
         log=log,
         on_step=on_step,
+        usage=usage,
     )
 
 
