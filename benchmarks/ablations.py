@@ -1,6 +1,6 @@
 """Ablations of LaDa and its two sensitive fields, all at host + LaDa's equal token budget.
 
-On one host (FedCoT by default), every variant gets the public epochs that put host + LaDa on
+On one host (FedCoT by default), every variant gets the client steps that put host + LaDa on
 the host's trained-token budget (`common.equal_budget`, measured per seed), so differences come
 from what is selected and how it is learned, not from training longer:
   lada           host + LaDa

@@ -299,11 +299,12 @@ class RunRecord:
     selections: list[dict[str, Any]]
     extras: dict[str, Any] = field(default_factory=dict)
 
-    # Token accounting. Every host counts the path tokens each model trains on per round
-    # (`RoundLog.trained_tokens`, one end-of-sequence token per path included). Private SFT is
-    # the same for every variant, so the budget compared is the rest ("public" tokens). SLM
-    # tokens include SLM copies trained on the server (FedCoLLM distils into the aggregated SLM
-    # there): every server-side model that is not the LLM.
+    # Token accounting. Every host counts the tokens each model forwards with a gradient per
+    # round (prompts and paths, LaDa's negatives included): `RoundLog.trained_tokens` holds all
+    # of them, each round's `budget` record the public part (learning from the other party),
+    # private SFT being the same for every variant. SLM tokens include SLM copies trained on the
+    # server (FedCoLLM distils into the aggregated SLM there): every server-side model that is
+    # not the LLM.
     def slm_tokens(self) -> int:
         llm = self.extras.get("llm_name", "llm")
         clients = sum(
@@ -320,8 +321,12 @@ class RunRecord:
         return clients + server
 
     def slm_public_tokens(self) -> int:
-        private = self.extras["private_tokens_per_round"] * len(self.federated_rounds())
-        return self.slm_tokens() - private
+        return sum(
+            spent["tokens"]
+            for r in self.federated_rounds()
+            for party, spent in r["budget"].items()
+            if party != "server"
+        )
 
     def llm_tokens(self) -> int:
         llm = self.extras.get("llm_name", "llm")
@@ -448,18 +453,19 @@ class BudgetMatch:
     host: RunRecord
     lada: RunRecord
     lada_equal: RunRecord
+    #: Multiplier of `budget.client_steps` that put LaDa on the host's public SLM tokens.
     epochs_factor: int
 
 
 def equal_budget(cache: RunCache, base: ExperimentConfig, seed: int) -> BudgetMatch:
-    """Match LaDa's trained tokens to the host's by repeating LaDa's selection.
+    """Match LaDa's trained tokens to the host's by giving LaDa more optimizer steps.
 
-    LaDa trains on a selection of the public items, so with the same epochs it trains on fewer
-    tokens than the host, which trains on all of them. The budget is held equal by giving the
-    LaDa variant `factor` times the host's public epochs, factor = round(host public SLM tokens /
-    LaDa public SLM tokens) measured on the same seed (private SFT is identical and excluded).
-    Tokens are counted by every host in `RoundLog.trained_tokens`; the ratio actually reached
-    is reported next to every result, since a whole number of epochs only approximates it.
+    Host and LaDa take the same `budget.client_steps`, but their steps need not forward the
+    same tokens (LaDa's carry negatives; the host's may carry a second task). The token budget
+    is held equal by giving the LaDa variant `factor` times the client steps, factor =
+    round(host public SLM tokens / LaDa public SLM tokens) measured on the same seed (private
+    SFT is identical and excluded). Tokens are the runs' `budget` records; the ratio actually
+    reached is reported next to every result, since a whole factor only approximates it.
     """
     host = cache.run(base, "host", seed)
     lada = cache.run(base, "lada", seed)
@@ -467,13 +473,13 @@ def equal_budget(cache: RunCache, base: ExperimentConfig, seed: int) -> BudgetMa
     factor = max(1, round(host.slm_public_tokens() / lada_public)) if lada_public > 0 else 1
     if factor == 1:
         return BudgetMatch(host, lada, lada, 1)
-    extra = {"train.public_epochs": base.train.public_epochs * factor}
+    extra = budget_overrides(base, factor)
     return BudgetMatch(host, lada, cache.run(base, "lada", seed, extra), factor)
 
 
 def budget_overrides(base: ExperimentConfig, factor: int) -> dict[str, Any]:
     """Overrides that put a LaDa variant on the equal-token budget found by `equal_budget`."""
-    return {"train.public_epochs": base.train.public_epochs * factor} if factor > 1 else {}
+    return {"budget.client_steps": base.budget.client_steps * factor} if factor > 1 else {}
 
 
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -1,11 +1,12 @@
 """Efficacy: every host alone against host + LaDa, at an equal trained-token budget.
 
 For each host (fedcot, fedcollm, fedmkt, crosslm) and seed, three runs on the same split:
-`host` (the framework alone), `lada` (host + LaDa with the host's epochs) and `lada_equal`
-(host + LaDa with its public epochs multiplied so that the SLMs train on as many public tokens
-as the host's SLMs did; see `common.equal_budget`). Reports mean and spread over seeds of the
-mean and per-client SLM accuracy and of the LLM accuracy, the tokens each trained on, and the
-goal check (host + LaDa >= +8 points mean SLM accuracy over the host, LLM not worse).
+`host` (the framework alone), `lada` (host + LaDa with the host's optimizer steps,
+`budget.client_steps`) and `lada_equal` (host + LaDa with its steps multiplied so that the SLMs
+train on as many public tokens as the host's SLMs did; see `common.equal_budget`). Reports mean
+and spread over seeds of the mean and per-client SLM accuracy and of the LLM accuracy, the
+tokens each trained on, and the goal check (host + LaDa >= +8 points mean SLM accuracy over the
+host, LLM not worse).
 
     python benchmarks/efficacy.py --quick                 # minutes, smoke scale
     python benchmarks/efficacy.py                         # quickstart scale, 3 seeds (hours)
@@ -148,9 +149,9 @@ def run(
         "scale": scale,
         "plot": str(plot) if plot else None,
         "budget_rule": (
-            "lada_equal repeats LaDa's selection: train.public_epochs x round(host public SLM "
-            "tokens / LaDa public SLM tokens), measured per seed; private SFT tokens excluded "
-            "(identical in every variant)"
+            "lada_equal gives LaDa budget.client_steps x round(host public SLM tokens / LaDa "
+            "public SLM tokens), measured per seed; private SFT tokens excluded (identical in "
+            "every variant)"
         ),
         "hosts": per_host,
     }

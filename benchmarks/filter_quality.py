@@ -214,7 +214,7 @@ def run(
         extra = budget_overrides(base, match.epochs_factor)
         lada = match.lada_equal
         random = cache.run(base, "random", seed, extra)
-        local_only = cache.run(base, "host", seed, {"train.public_epochs": 0})
+        local_only = cache.run(base, "host", seed, {"budget.client_steps": 0})
         lada_gain, random_gain = (
             gain_per_token(lada, local_only),
             gain_per_token(random, local_only),

@@ -28,6 +28,8 @@ def tiny_config(tmp_path, host: str, lada: bool, **extra) -> dict:
         "llm": {"preset": "tiny-1m", "pretrain": {"items_per_domain": 8, "epochs": 1}},
         "slms": slms,
         "train": {"batch_size": 8, "max_new_tokens": 24, "warmup_local_epochs": 1},
+        # One pass over the 16 public items at batch 8 (the steps one public epoch gave).
+        "budget": {"client_steps": 2, "server_steps": 2},
         "host": {"name": host},
         "lada_enabled": lada,
         "lada": {

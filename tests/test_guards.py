@@ -385,9 +385,9 @@ def test_host_step_shows_skips_and_fallbacks_in_the_round_log(receiver: Reasonin
         logprobs=[float(c.sender_logprob) for c in candidates],  # type: ignore[arg-type]
         token_counts=[len(c.path) + 1 for c in candidates],
     )
-    train = SimpleNamespace(public_epochs=1, batch_size=2)
+    train = SimpleNamespace(batch_size=2, max_new_tokens=8)
     record = receive_with_lada(
-        client, paths, client.public_by_id(), [], round_idx=1, train=train, seed=0
+        client, paths, client.public_by_id(), [], round_idx=1, train=train, steps=2, seed=0
     )
     assert record["strategy"] == "scored+empty_top_k" and len(record["item_ids"]) == 4
     assert client.log.counters[EMPTY_SELECTION_COUNTER] == 1

@@ -229,6 +229,8 @@ def _config(tmp_path: Path, writer: Path, lada: bool) -> ExperimentConfig:
                 "warmup_local_epochs": 0,
                 "generation_batch_size": 32,
             },
+            # At most 8 of the 16 generations are kept: one pass at batch 8.
+            "budget": {"client_steps": 1, "server_steps": 1},
             "host": {
                 "name": "crosslm",
                 "generate_per_round": 16,

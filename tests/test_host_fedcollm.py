@@ -142,6 +142,7 @@ def _config(tmp_path: Path, lada: bool) -> ExperimentConfig:
                 "warmup_local_epochs": 0,
                 "generation_batch_size": 32,
             },
+            "budget": {"client_steps": 2, "server_steps": 2},  # 16 public items at batch 8
             "host": {"name": "fedcollm", "top_k": 8},
             "lada_enabled": lada,
             "lada": {

@@ -17,6 +17,7 @@ from lada.experiments.config import ExperimentConfig, validate
 from lada.experiments.runner import Runner, RunResult, private_texts
 from lada.federation.inprocess import transport
 from lada.hosts.base import ClientParty, ServerParty
+from lada.hosts.budget import Budget
 from lada.hosts.config import FedMKTConfig
 from lada.hosts.fedmkt import (
     FedMKT,
@@ -152,8 +153,8 @@ def test_malformed_topk_payload_is_refused() -> None:
 def _capture(host: FedMKT, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
-    def fake_distill(party, items, targets, epochs, seed) -> None:
-        seen.update(items=list(items), targets=list(targets), epochs=epochs)
+    def fake_distill(party, items, targets, steps, seed) -> None:
+        seen.update(items=list(items), targets=list(targets), steps=steps)
 
     monkeypatch.setattr(host, "_distill", fake_distill)
     return seen
@@ -166,8 +167,8 @@ def _same(a: Any, b: Any) -> bool:
 def test_server_distils_each_item_from_the_lowest_ce_client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = FedMKTConfig(top_k=8, server_public_epochs=2)
-    host = FedMKT(config, _train_config(), lada_enabled=False)
+    config = FedMKTConfig(top_k=8)
+    host = FedMKT(config, _train_config(), False, Budget(client_steps=3, server_steps=2))
     server = _party("tiny-1m", 0, public_pool=list(ITEMS))
     clients = [_party("tiny-1m", 1), _party("tiny-gpt2-2m", 2)]
     replies = [public_topk(c, ITEMS, top_k=8, batch_size=4, dtype="float16") for c in clients]
@@ -177,7 +178,7 @@ def test_server_distils_each_item_from_the_lowest_ce_client(
     seen = _capture(host, monkeypatch)
     host._server_distill(server, replies, seed=0)
     assert [it.id for it in seen["items"]] == [it.id for it in ITEMS]
-    assert seen["epochs"] == 2
+    assert seen["steps"] == 2  # the server's budget, not the clients'
     prompts, paths = [render_prompt(it) for it in ITEMS], [gold_path(it) for it in ITEMS]
     llm_tokens = path_tokens(server.model, prompts, paths)
     for n, winner in enumerate([0, 1, 0]):
@@ -227,6 +228,7 @@ def _experiment(output_dir: Path, lada: bool) -> ExperimentConfig:
                 "warmup_local_epochs": 0,
                 "generation_batch_size": 16,
             },
+            "budget": {"client_steps": 1, "server_steps": 1},  # 8 public items at batch 8
             "host": {"name": "fedmkt"},
             "lada_enabled": lada,
             "lada": {

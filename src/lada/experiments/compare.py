@@ -8,8 +8,13 @@ Variants (each a set of config overrides on the same base config):
   sft_only        LaDa without the contrastive term (lambda = 0)
   no_clustering   LaDa without the round-1 K-means bootstrap (random choice at the budget)
   gate_off        LaDa with the paper's preference by role (no correctness gate)
+Asked for by name only (not in the default set, since only some hosts have the option):
+  host_gate       the host alone with its correctness gate (wrong sender paths -> gold paths),
+                  which isolates what LaDa's gate adds (hosts with `host.correctness_gate`)
 Sweeps are named by their value: `alpha=0.25` (reward mix) and `lambda=2` (contrastive weight)
 are LaDa with that one field changed; they are accepted wherever a variant name is.
+Every variant runs the config's `budget` (optimizer steps per party per round); the table shows
+the steps and tokens each one spent beside its accuracy.
 Writes `compare.md` (mean and spread per variant), `compare.json`, and plots into one folder.
 """
 
@@ -37,6 +42,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gate_off": {"lada_enabled": True, "lada.correctness_gate": False},
 }
 
+#: Variants run only when named (they need an option not every host has).
+EXTRA_VARIANTS: dict[str, dict[str, Any]] = {
+    "host_gate": {"lada_enabled": False, "host.correctness_gate": True},
+}
+
 #: Swept LaDa fields by the name a sweep variant uses (`alpha=0.25`, `lambda=2`).
 SWEEPS: dict[str, str] = {"alpha": "lada.alpha", "lambda": "lada.cd_weight"}
 
@@ -45,6 +55,8 @@ def variant_overrides(variant: str) -> dict[str, Any]:
     """The config overrides of a named variant or of a sweep point such as `alpha=0.25`."""
     if variant in VARIANTS:
         return VARIANTS[variant]
+    if variant in EXTRA_VARIANTS:
+        return EXTRA_VARIANTS[variant]
     name, sep, value = variant.partition("=")
     if sep and name in SWEEPS:
         try:
@@ -52,7 +64,7 @@ def variant_overrides(variant: str) -> dict[str, Any]:
         except ValueError:
             pass
     raise ValueError(
-        f"variant {variant!r}: unknown; known: {list(VARIANTS)} or a sweep point "
+        f"variant {variant!r}: unknown; known: {[*VARIANTS, *EXTRA_VARIANTS]} or a sweep point "
         f"{', '.join(f'{k}=VALUE' for k in SWEEPS)}"
     )
 
@@ -73,10 +85,15 @@ def variant_config(
     extra: dict[str, Any] | None = None,
 ) -> ExperimentConfig:
     """`base` turned into one variant at one seed; `extra` overrides are applied last (dotted
-    keys, e.g. {"train.public_epochs": 2} for an equal token budget)."""
+    keys, e.g. {"budget.client_steps": 16} for twice the default quickstart budget)."""
     data = base.model_dump(mode="json")
     data.update(seed=seed, output_dir=str(out / variant), name=variant)
-    for key, value in {**variant_overrides(variant), **(extra or {})}.items():
+    overrides = {**variant_overrides(variant), **(extra or {})}
+    if "host.correctness_gate" in overrides and "correctness_gate" not in data["host"]:
+        raise ValueError(
+            f"variant {variant!r}: host.name={base.host.name!r} has no correctness_gate option"
+        )
+    for key, value in overrides.items():
         node = data
         *parents, last = key.split(".")
         for part in parents:
@@ -106,24 +123,44 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, A
             "llm": _mean_sd(llm),
             "slm_start": _mean_sd(start),
             "bytes": _mean_sd([s["total_bytes"] for s in summaries]),
+            **_budget_columns(summaries),
             "seconds": _mean_sd([s["wall_seconds"] for s in summaries]),
             "per_seed_slm": slm,
         }
     return table
 
 
+def _budget_columns(summaries: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Mean and spread over seeds of the steps and tokens each side spent in the whole run.
+
+    "slm" sums every SLM-side party (the clients, and FedCoLLM's aggregated SLM on the
+    server), "llm" the server's LLM; a summary written before budgets were logged gives NaN.
+    """
+    out = {}
+    for side in ("slm", "llm"):
+        for unit in ("steps", "tokens"):
+            values = [s["budget"][side][unit] for s in summaries if "budget" in s]
+            out[f"{side}_{unit}"] = _mean_sd(values)
+    return out
+
+
 def markdown_table(table: dict[str, dict[str, Any]], host: str) -> str:
     def pct(pair: tuple[float, float]) -> str:
         return f"{100 * pair[0]:.1f} ± {100 * pair[1]:.1f}"
 
+    def count(pair: tuple[float, float]) -> str:
+        return "n/a" if pair[0] != pair[0] else f"{pair[0]:,.0f}"
+
     lines = [
         f"| {host} variant | mean SLM acc. (%) | LLM acc. (%) | SLM acc. at round 0 (%) "
-        "| MB sent | wall s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| SLM steps | SLM tokens | LLM steps | LLM tokens | MB sent | wall s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for variant, row in table.items():
         lines.append(
             f"| {variant} | {pct(row['slm_mean'])} | {pct(row['llm'])} | {pct(row['slm_start'])} "
+            f"| {count(row['slm_steps'])} | {count(row['slm_tokens'])} "
+            f"| {count(row['llm_steps'])} | {count(row['llm_tokens'])} "
             f"| {row['bytes'][0] / 1e6:.2f} | {row['seconds'][0]:.0f} |"
         )
     return "\n".join(lines) + "\n"

@@ -16,7 +16,8 @@ import tomli_w
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lada.hosts.config import FedCoTConfig, HostConfig
+from lada.hosts.budget import Budget
+from lada.hosts.config import FedCoTConfig, HostConfig, reject_removed
 from lada.method.config import LadaConfig
 from lada.models.presets import LoraSpec
 from lada.models.pretrain import PretrainConfig
@@ -69,12 +70,26 @@ class LLMSpec(ModelSpec):
     )
 
 
-class TrainConfig(_Strict):
-    """How much each party trains per round."""
+#: TrainConfig fields that moved to the top-level `budget` table, with what to set instead.
+REMOVED_TRAIN_FIELDS: dict[str, str] = {
+    "public_epochs": "budget.client_steps (optimizer steps per round)",
+    "llm_epochs": "budget.server_steps (optimizer steps per round)",
+}
 
-    local_epochs: int = Field(1, ge=0, description="Epochs of SFT on the private split per round.")
-    public_epochs: int = Field(1, ge=0, description="Epochs of distillation on public items.")
-    llm_epochs: int = Field(1, ge=0, description="Epochs of LLM training on received paths.")
+
+class TrainConfig(_Strict):
+    """How each party trains: private SFT epochs, batch sizes, generation limits.
+
+    Training on public items (learning from the other party) is counted in optimizer steps by
+    the top-level `budget` table, not here.
+    """
+
+    local_epochs: int = Field(
+        1,
+        ge=0,
+        description="Epochs of SFT on the private split per round (outside the step budget; "
+        "the same in every arm of a comparison).",
+    )
     batch_size: int = Field(16, ge=1, description="Items per optimizer step.")
     max_new_tokens: int = Field(96, ge=1, description="Longest path a model may write.")
     generation_batch_size: int = Field(64, ge=1, description="Prompts per generation batch.")
@@ -86,6 +101,11 @@ class TrainConfig(_Strict):
     warmup_local_epochs: int = Field(
         2, ge=0, description="Extra epochs of private SFT before round 1 (SLMs start untrained)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_fields(cls, data: Any) -> Any:
+        return reject_removed(data, REMOVED_TRAIN_FIELDS, "train")
 
 
 class EvalConfig(_Strict):
@@ -147,6 +167,11 @@ class ExperimentConfig(_Strict):
         description="One spec for every client, or one per client.",
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    budget: Budget = Field(
+        default_factory=Budget,
+        description="Optimizer steps per party per round for learning on public items, the "
+        "same with and without LaDa (lada.hosts.budget).",
+    )
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     host: HostConfig = Field(default_factory=FedCoTConfig)
     lada_enabled: bool = Field(True, description="Plug LaDa into the host (false = host alone).")

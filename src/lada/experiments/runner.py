@@ -2,7 +2,8 @@
 
 Run folder layout:
   config.toml / config.json  the resolved config (TOML for reading, JSON exact)
-  metrics.jsonl              one record per round (round 0 = after warm-up, before federation)
+  metrics.jsonl              one record per round (round 0 = after warm-up, before federation),
+                             with the round's training budget spent per party (`budget_record`)
   selections.jsonl           per round and filter: the public items chosen, with scores
   summary.json               final and best accuracies, totals of bytes and time
   checkpoints/round-N.pt     the newest complete rounds, for `lada run --resume RUN_DIR`
@@ -84,6 +85,39 @@ def _selection_records(
         record["difficulties"] = [by_id[i].difficulty if i in by_id else 0 for i in ids]
         out.append(record)
     return out
+
+
+def budget_record(
+    llm_name: str, server_log: dict[str, Any], client_logs: dict[int, dict[str, Any]]
+) -> dict[str, dict[str, int]]:
+    """Optimizer steps and tokens forwarded with a gradient that each party spent this round
+    learning from the other party on public items (private SFT excluded: `log["private"]`).
+
+    Keys: "server" (its LLM), "client_<k>" (its SLM), and "server/<model>" for any other model
+    trained on the server (FedCoLLM's aggregated SLM, which learns there for every client).
+    """
+    out: dict[str, dict[str, int]] = {"server": {"steps": 0, "tokens": 0}}
+    for model, spent in server_log.get("budget", {}).items():
+        key = "server" if model == llm_name else f"server/{model}"
+        out[key] = {"steps": int(spent["steps"]), "tokens": int(spent["tokens"])}
+    for cid, log in sorted(client_logs.items()):
+        spent = log.get("budget", {}).values()
+        out[f"client_{cid}"] = {
+            "steps": sum(int(u["steps"]) for u in spent),
+            "tokens": sum(int(u["tokens"]) for u in spent),
+        }
+    return out
+
+
+def budget_totals(history: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """The run's budget records summed: the LLM ("server") and every SLM-side party ("slm")."""
+    totals = {"slm": {"steps": 0, "tokens": 0}, "llm": {"steps": 0, "tokens": 0}}
+    for record in history:
+        for party, spent in record.get("budget", {}).items():
+            side = totals["llm" if party == "server" else "slm"]
+            side["steps"] += spent["steps"]
+            side["tokens"] += spent["tokens"]
+    return totals
 
 
 class Runtime(Protocol):
@@ -246,6 +280,11 @@ class Runner:
                 )
             record["llm"] = {"accuracy": llm_eval.accuracy, "per_domain": llm_eval.per_domain}
         record["server_log"] = server.log.to_dict()
+        record["budget"] = budget_record(
+            server.model.name,
+            record["server_log"],
+            {cid: report.log for cid, report in reports.items()},
+        )
         for rec in self._selection_records(round_idx, "server", server.log.selections):
             _append_jsonl(self.run_dir / "selections.jsonl", rec)
         server.new_round()
@@ -320,6 +359,7 @@ class Runner:
                 "llm_accuracy": first.get("llm", {}).get("accuracy"),
             },
             "total_bytes": sum(r["traffic"]["total_bytes"] for r in self.history),
+            "budget": budget_totals(self.history),
             "wall_seconds": sum(r["wall_seconds"] for r in self.history),
         }
 

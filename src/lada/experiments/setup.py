@@ -149,5 +149,5 @@ def build_federation(config: ExperimentConfig, console: Console | None = None) -
     clients = [
         build_client(config, k, part.train, part.test) for k, part in enumerate(split.clients)
     ]
-    host = make_host(config.host, config.train, config.lada_enabled)
+    host = make_host(config.host, config.train, config.lada_enabled, config.budget)
     return Federation(host=host, server=server, clients=clients, split=split)

@@ -103,7 +103,7 @@ def _answer(message: Message, context: Context) -> Message:
         raise PayloadError(f"message of {size} bytes exceeds the limit of {limit} bytes")
     header, payload = from_records(message.content)
     party: ClientParty = store.load()
-    host = make_host(config.host, config.train, config.lada_enabled)
+    host = make_host(config.host, config.train, config.lada_enabled, config.budget)
     if header.exchange not in (SETUP, "evaluate", *host.exchanges):
         raise PayloadError(f"unknown exchange {header.exchange!r} for host {host.name}")
     reply = host.client_step(header.exchange, party, payload, header.round_idx)

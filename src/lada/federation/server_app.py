@@ -32,7 +32,7 @@ def build_server_side(grid: Grid, config: ExperimentConfig, console: Console) ->
 
     split = load_split(config)
     server = build_server(config, split.public_pool, console)
-    host = make_host(config.host, config.train, config.lada_enabled)
+    host = make_host(config.host, config.train, config.lada_enabled, config.budget)
     runtime = FlowerRuntime(grid, config, host, server, console)
     cap = config.evaluation.llm_max_items_per_client
     union = [it for share in split.clients for it in share.test[:cap]]

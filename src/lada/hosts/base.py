@@ -20,21 +20,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from lada.hosts.payloads import Empty, EvalReport, Payload, PublicItems
+from lada.hosts.budget import Budget, share_steps
+from lada.hosts.payloads import Empty, EvalReport, Payload, PublicItems, PublicPaths
+from lada.models.training import TrainUsage
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.item import ReasoningItem
 
 
 @dataclass
 class RoundLog:
-    """What a party did in one round: seconds per phase, counters, selections, losses."""
+    """What a party did in one round: seconds per phase, counters, selections, losses, and the
+    training each of its models spent, inside the round's budget and outside it (private SFT)."""
 
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     counters: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     losses: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     selections: list[dict[str, Any]] = field(default_factory=list)
-    #: Tokens each model trained on this round (for equal-budget comparisons).
-    trained_tokens: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: Per model: steps and tokens spent learning from the other party on public items, the
+    #: training `lada.hosts.budget.Budget` holds equal across arms.
+    budget: dict[str, TrainUsage] = field(default_factory=lambda: defaultdict(TrainUsage))
+    #: Per model: steps and tokens of private SFT (and the warm-up), the same in every arm.
+    private: dict[str, TrainUsage] = field(default_factory=lambda: defaultdict(TrainUsage))
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -47,12 +53,30 @@ class RoundLog:
     def count(self, name: str, value: float = 1.0) -> None:
         self.counters[name] += value
 
+    def spend(self, model: str, usage: TrainUsage, *, private: bool = False) -> None:
+        """Add what a training call of `model` spent, to the budget or to private SFT."""
+        (self.private if private else self.budget)[model].add(usage.steps, usage.tokens)
+
+    @property
+    def trained_tokens(self) -> dict[str, int]:
+        """Tokens forwarded with a gradient per model, budgeted and private together."""
+        out: dict[str, int] = defaultdict(int)
+        for part in (self.budget, self.private):
+            for model, usage in part.items():
+                out[model] += usage.tokens
+        return dict(out)
+
     def to_dict(self) -> dict[str, Any]:
+        def usage(part: dict[str, TrainUsage]) -> dict[str, dict[str, int]]:
+            return {m: {"steps": u.steps, "tokens": u.tokens} for m, u in part.items()}
+
         return {
             "timings": dict(self.timings),
             "counters": dict(self.counters),
             "losses": {k: float(sum(v) / len(v)) for k, v in self.losses.items() if v},
-            "trained_tokens": dict(self.trained_tokens),
+            "budget": usage(self.budget),
+            "private": usage(self.private),
+            "trained_tokens": self.trained_tokens,
         }
 
 
@@ -119,10 +143,14 @@ class Host(ABC):
     #: Exchanges of one round, in order (e.g. ("train",) or ("generate", "train")).
     exchanges: ClassVar[tuple[str, ...]]
 
-    def __init__(self, config: Any, train: Any, lada_enabled: bool) -> None:
+    def __init__(
+        self, config: Any, train: Any, lada_enabled: bool, budget: Budget | None = None
+    ) -> None:
         self.config = config
         self.train = train
         self.lada_enabled = lada_enabled
+        #: Optimizer steps per party per round for learning on public items (every arm alike).
+        self.budget = budget if budget is not None else Budget()
 
     # -------------------------------------------------------------- dispatch
     def server_send(
@@ -174,8 +202,42 @@ class Host(ABC):
             client.train,
             round_idx=round_idx,
             train=self.train,
+            steps=self.budget.client_steps,
             seed=seed,
         )
+
+    def server_lada(
+        self,
+        server: ServerParty,
+        offers: list[tuple[PublicPaths, int]],
+        items_by_id: dict[str, ReasoningItem],
+        round_idx: int,
+    ) -> None:
+        """The LLM learns each client's paths through LaDa (pairs slm_k->llm), in offer order.
+
+        `offers` holds (the client's paths, the step's seed). The pairs share the round's
+        `budget.server_steps`: each takes an even share of what is still unspent, so a pair with
+        nothing to train on hands its share to the pairs after it.
+        The server passes no local data of its own: its candidates are the public pool itself,
+        so round 1 takes a share of every cluster (`LadaPlugin.select`'s fallback) instead of
+        the clusters nearest to a centroid of the very items it selects from.
+        """
+        from lada.hosts.lada_steps import receive_with_lada
+
+        left = self.budget.server_steps
+        for k, (paths, seed) in enumerate(offers):
+            before = server.log.budget[server.model.name].steps
+            receive_with_lada(
+                server,
+                paths,
+                items_by_id,
+                (),
+                round_idx=round_idx,
+                train=self.train,
+                steps=share_steps(left, len(offers) - k, 0),
+                seed=seed,
+            )
+            left -= server.log.budget[server.model.name].steps - before
 
     # ----------------------------------------------------------------- setup
     def send_setup(

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Fields that moved to the round's training budget, with what to set instead.
+REMOVED_FIELDS: dict[str, str] = {
+    "server_kd_epochs": "budget.server_steps and budget.client_steps (optimizer steps per "
+    "round; FedCoLLM's aggregated SLM learns with budget.client_steps)",
+    "client_public_epochs": "budget.client_steps (optimizer steps per round)",
+    "server_public_epochs": "budget.server_steps (optimizer steps per round)",
+}
+
+
+def reject_removed(data: Any, removed: dict[str, str], table: str) -> Any:
+    """Fail on a removed field with a message that names its replacement."""
+    if isinstance(data, dict):
+        for key, replacement in removed.items():
+            if key in data:
+                raise ValueError(f"{table}.{key}: removed; set {replacement}")
+    return data
 
 
 class _HostConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_fields(cls, data: Any) -> Any:
+        return reject_removed(data, REMOVED_FIELDS, "host")
 
 
 class FedCoTConfig(_HostConfig):
@@ -24,6 +46,12 @@ class FedCoTConfig(_HostConfig):
     label_prefix: str = Field(
         "[label] ", description="Task prefix of the label task (answer only, no rationale)."
     )
+    correctness_gate: bool = Field(
+        False,
+        description="Without LaDa: replace each LLM path whose final `#### answer` line is "
+        "wrong by the item's gold path before distilling (the 'host + gate' arm, which isolates "
+        "what LaDa's gate and gold fallback add). Replacements are counted in the round log.",
+    )
 
 
 class FedCoLLMConfig(_HostConfig):
@@ -36,9 +64,6 @@ class FedCoLLMConfig(_HostConfig):
     temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KL term.")
     top_k: int = Field(
         32, ge=1, description="Top-k logits per position sent as the distillation target."
-    )
-    server_kd_epochs: int = Field(
-        1, ge=0, description="Epochs of mutual distillation on the server per round."
     )
 
 
@@ -55,8 +80,6 @@ class FedMKTConfig(_HostConfig):
         description="Per item, distil from the target with the lowest cross-entropy on the gold "
         "path, or from a softmax(-CE)-weighted mean of the targets.",
     )
-    client_public_epochs: int = Field(1, ge=0, description="KD epochs on public data per client.")
-    server_public_epochs: int = Field(1, ge=0, description="KD epochs on public data, server.")
     ce_unit: Literal["token", "character"] = Field(
         "token",
         description="Unit of the cross-entropy that picks targets: per token of each model's "

@@ -16,7 +16,9 @@ Two exchanges per round:
 - train: the server sends the kept items' ids with the LLM's paths (`PublicPaths`; the items
   themselves crossed in "generate"). Each client fine-tunes on its private split, then on the
   kept items with the LLM's paths; the LLM trains on the kept items with its own paths (a
-  self-training step, `train.llm_epochs`).
+  self-training step). The clients take `budget.client_steps` optimizer steps on the kept
+  items per round, the LLM `budget.server_steps`, with and without LaDa (none when nothing
+  was kept).
 
 Feedback steers generation: every kept generation adds `steer_boost` to its seed item's sampling
 weight (weights start at 1), so seeds whose generations the SLMs found useful are sampled more
@@ -28,9 +30,11 @@ question text); an LLM trained on paths only writes few valid items.
 With LaDa: in "train", client k calls `receive_with_lada` on the kept items with the LLM's paths
 (pair llm->slm_k, candidates = kept items) instead of plain SFT on them, and uploads its own
 paths on the kept items; the server calls `receive_with_lada` on each client's paths (pair
-slm_k->llm) instead of the LLM's self-training. Generated items have no gold answer independent
-of the LLM: their `answer` is the LLM's, so LaDa's correctness gate compares paths against the
-LLM's own answer there and cannot certify correctness.
+slm_k->llm; the pairs share `budget.server_steps`, see `Host.server_lada`) instead of the LLM's
+self-training. Generated items have no gold answer independent of the LLM: their `answer` is the
+LLM's, so LaDa's correctness gate compares paths against the LLM's own answer there and cannot
+certify correctness (and this host has no `correctness_gate` option of its own: it would replace
+nothing).
 """
 
 from __future__ import annotations
@@ -264,7 +268,7 @@ class CrossLM(Host):
                 client,
                 [render_prompt(it) for it in kept],
                 payload.paths,
-                epochs=self.train.public_epochs,
+                steps=self.budget.client_steps,
                 batch_size=self.train.batch_size,
                 max_nonfinite_skips=self.train.max_nonfinite_skips,
                 seed=seed,
@@ -274,7 +278,14 @@ class CrossLM(Host):
         if not kept:
             return PublicPaths(sender=client.model.name)
         receive_with_lada(
-            client, payload, by_id, client.train, round_idx=round_idx, train=self.train, seed=seed
+            client,
+            payload,
+            by_id,
+            client.train,
+            round_idx=round_idx,
+            train=self.train,
+            steps=self.budget.client_steps,
+            seed=seed,
         )
         return write_public_paths(
             client,
@@ -293,7 +304,7 @@ class CrossLM(Host):
                 server,
                 [render_prompt(it) for it in kept],
                 llm_paths.paths,
-                epochs=self.train.llm_epochs,
+                steps=self.budget.server_steps,
                 batch_size=self.train.batch_size,
                 max_nonfinite_skips=self.train.max_nonfinite_skips,
                 seed=step_seed(round_idx, 999),
@@ -301,6 +312,7 @@ class CrossLM(Host):
             )
             return
         by_id = {it.id: it for it in kept}
+        offers = []
         for cid, reply in sorted(replies.items()):
             if not isinstance(reply, PublicPaths):
                 raise PayloadError(f"crosslm: client {cid} answered train with {reply.kind}")
@@ -311,15 +323,8 @@ class CrossLM(Host):
                 raise PayloadError(
                     f"crosslm: client {cid} sent paths on unknown items {unknown[:3]}"
                 )
-            receive_with_lada(
-                server,
-                reply,
-                by_id,
-                server.public_pool,
-                round_idx=round_idx,
-                train=self.train,
-                seed=step_seed(round_idx, 1000 + cid),
-            )
+            offers.append((reply, step_seed(round_idx, 1000 + cid)))
+        self.server_lada(server, offers, by_id, round_idx)
 
     # ---------------------------------------------------------------- helpers
     def _generate(self, server: ServerParty, round_idx: int) -> list[ReasoningItem]:

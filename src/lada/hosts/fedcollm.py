@@ -7,7 +7,17 @@ A round of the original framework:
 2. client k loads it, fine-tunes on its private split and uploads its adapter and example count;
 3. the server averages the adapters (FedAvg weighted by examples) into its own copy of the SLM,
    then distils mutually on the public pool: the SLM learns from the LLM and the LLM from the
-   SLM, each with `LM loss + kd_weight * KL(teacher top-k || student)` at `temperature`.
+   SLM, each with `LM loss + kd_weight * KL(teacher top-k || student)` at `temperature`, for
+   `budget.client_steps` optimizer steps of the SLM and `budget.server_steps` of the LLM;
+4. the distilled global adapter goes to the clients with the evaluation request, and they are
+   evaluated on it.
+
+Timing. In both arms a client's SLM is evaluated after its private SFT *and* this round's
+learning from the LLM, in that order (with LaDa both happen on the client, step 2; without it
+the SLM learns on the server, step 3, and arrives in step 4), so the arms are evaluated after
+the same number of distillations. Sending the adapter again at the start of the next round
+would repeat what the client already holds: the server sends the tensors only to a client that
+did not confirm the evaluation (it keeps its adapter otherwise), so no bytes are sent twice.
 
 The server's SLM copy. The server needs the aggregated SLM to distil with, but it has no SLM of
 its own and the host is built without the experiment config. So in `setup` each client uploads
@@ -36,8 +46,9 @@ With LaDa (the round of the design notes, which use this host as their example):
   llm->slm_k) instead of the server-side LLM -> SLM distillation; uploads its adapter and its own
   paths on the public pool;
 - server: FedAvg as above, then `receive_with_lada` on each client's paths (pair slm_k->llm)
-  instead of the SLM -> LLM distillation. There is no server-side KD in this mode: both
-  directions are LaDa's.
+  instead of the SLM -> LLM distillation, the pairs sharing `budget.server_steps`
+  (`Host.server_lada`). There is no server-side KD in this mode: both directions are LaDa's,
+  and the evaluation request carries nothing.
 """
 
 from __future__ import annotations
@@ -53,10 +64,9 @@ import torch
 import torch.nn.functional as F
 
 from lada.hosts.base import ClientParty, Host, ServerParty, step_seed
-from lada.hosts.lada_steps import receive_with_lada
-from lada.hosts.payloads import Payload, PayloadError, PublicPaths, Weights
+from lada.hosts.payloads import Empty, Payload, PayloadError, PublicPaths, Weights
 from lada.hosts.steps import write_public_paths
-from lada.models.training import length_bucketed_batches
+from lada.models.training import TrainUsage, cycled_batches
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.prompts import gold_path, render_prompt
 
@@ -220,44 +230,64 @@ def mutual_distill(
     kd_weight: float,
     temperature: float,
     top_k: int,
-    epochs: int,
+    slm_steps: int,
+    llm_steps: int,
     batch_size: int,
     seed: int,
+    usage: Mapping[str, TrainUsage] | None = None,
 ) -> dict[str, list[float]]:
     """Each batch: the SLM learns from the LLM and the LLM from the SLM, LM + kd_weight * KL.
 
-    Both directions use the teacher's logits from the same forward pass, taken before either
-    model's update on that batch. Returns the per-step losses of each model.
+    Batches cycle over reshuffled passes until the SLM has taken `slm_steps` optimizer steps
+    and the LLM `llm_steps`; a model whose steps are spent only lends its logits (a forward
+    pass without gradient). Both directions use the teacher's logits from the same forward
+    pass, taken before either model's update on that batch. Returns the per-step losses of each
+    model; `usage` (by model name) gets each model's steps and the tokens it forwarded with a
+    gradient.
     """
     lengths = [len(p) + len(q) for p, q in zip(prompts, paths, strict=True)]
     rng = np.random.default_rng(seed)
     history: dict[str, list[float]] = {"slm": [], "llm": []}
-    for _ in range(epochs):
-        for batch in length_bucketed_batches(lengths, batch_size, rng):
-            batch_prompts = [prompts[i] for i in batch]
-            batch_paths = [paths[i] for i in batch]
-            # `pack` gives the padded ids and the path-token mask; the shared tokenizer makes
-            # both models see identical ids, which the check below enforces.
-            slm_ids, slm_attention, slm_mask = slm.pack(batch_prompts, batch_paths)
-            llm_ids, llm_attention, llm_mask = llm.pack(batch_prompts, batch_paths)
-            if not torch.equal(slm_ids.cpu(), llm_ids.cpu()):
-                raise ValueError(
-                    "fedcollm: the LLM and the SLM encode the same text differently (add_bos or "
-                    "max_length differ); logit KD needs identical token sequences"
-                )
-            slm.train()
-            llm.train()
+    for batch in cycled_batches(lengths, batch_size, rng):
+        learn_slm = len(history["slm"]) < slm_steps
+        learn_llm = len(history["llm"]) < llm_steps
+        if not (learn_slm or learn_llm):
+            break
+        batch_prompts = [prompts[i] for i in batch]
+        batch_paths = [paths[i] for i in batch]
+        # `pack` gives the padded ids and the path-token mask; the shared tokenizer makes
+        # both models see identical ids, which the check below enforces.
+        slm_ids, slm_attention, slm_mask = slm.pack(batch_prompts, batch_paths)
+        llm_ids, llm_attention, llm_mask = llm.pack(batch_prompts, batch_paths)
+        if not torch.equal(slm_ids.cpu(), llm_ids.cpu()):
+            raise ValueError(
+                "fedcollm: the LLM and the SLM encode the same text differently (add_bos or "
+                "max_length differ); logit KD needs identical token sequences"
+            )
+        slm.train()
+        llm.train()
+        with torch.set_grad_enabled(learn_slm):
             slm_logits = slm.model(input_ids=slm_ids, attention_mask=slm_attention).logits[:, :-1]
+        with torch.set_grad_enabled(learn_llm):
             llm_logits = llm.model(input_ids=llm_ids, attention_mask=llm_attention).logits[:, :-1]
-            kd = {"top_k": top_k, "temperature": temperature}
+        kd = {"top_k": top_k, "temperature": temperature}
+        if learn_slm:
             slm_loss = _lm_loss(slm_logits, slm_ids, slm_mask) + kd_weight * topk_kl(
                 slm_logits, llm_logits.detach().to(slm_logits.device), slm_mask, **kd
             )
+        if learn_llm:
             llm_loss = _lm_loss(llm_logits, llm_ids, llm_mask) + kd_weight * topk_kl(
                 llm_logits, slm_logits.detach().to(llm_logits.device), llm_mask, **kd
             )
-            history["slm"].append(slm.train_step(slm_loss))
-            history["llm"].append(llm.train_step(llm_loss))
+        for model, key, learns, attention in (
+            (slm, "slm", learn_slm, slm_attention),
+            (llm, "llm", learn_llm, llm_attention),
+        ):
+            if not learns:
+                continue
+            history[key].append(model.train_step(slm_loss if key == "slm" else llm_loss))
+            if usage is not None:
+                usage[model.name].add(1, int(attention.sum()))
     return history
 
 
@@ -383,9 +413,14 @@ class FedCoLLM(Host):
                 batch_size=self.train.generation_batch_size,
             )
         bases: dict[int, str] = server.memory["client_bases"]
+        holders: set[int] = server.memory.get("holders", set())
         out: dict[int, Payload] = {}
         for cid in client_ids:
-            message = GlobalAdapter(tensors=tensors, num_examples=server.memory["examples"])
+            # A client that was evaluated on the current global adapter still holds it.
+            held = cid in holders
+            message = GlobalAdapter(
+                tensors={} if held else tensors, num_examples=server.memory["examples"]
+            )
             if bases.get(cid) != server.memory["base_fingerprint"]:
                 message.base_source = server.memory["base_source"]
                 message.base_dtype = server.memory["base_dtype"]
@@ -402,7 +437,8 @@ class FedCoLLM(Host):
         with client.log.phase("aggregation"):
             if payload.base_source:
                 self._rebuild_base(client, payload)
-            load_adapter(client.model, payload.tensors)
+            if payload.tensors:  # none: the client holds the global adapter since evaluation
+                load_adapter(client.model, payload.tensors)
         seed = self.train_private(client, round_idx)
         reply = AdapterUpdate(num_examples=len(client.train))
         if self.lada_enabled:
@@ -435,31 +471,66 @@ class FedCoLLM(Host):
             )
             load_adapter(slm, global_state)
         server.memory["examples"] = sum(u.num_examples for u in updates.values())
+        server.memory["holders"] = set()  # a new global adapter: nobody holds it yet
         if self.lada_enabled:
-            by_id = {it.id: it for it in server.public_pool}
-            for cid, update in updates.items():
-                receive_with_lada(
-                    server,
-                    update.public_paths(),
-                    by_id,
-                    server.public_pool,
-                    round_idx=round_idx,
-                    train=self.train,
-                    seed=step_seed(round_idx, 1000 + cid),
-                )
+            offers = [
+                (update.public_paths(), step_seed(round_idx, 1000 + cid))
+                for cid, update in updates.items()
+            ]
+            self.server_lada(server, offers, {it.id: it for it in server.public_pool}, round_idx)
         else:
             self._server_distill(server, slm, round_idx)
 
+    # --------------------------------------------------------------- evaluate
+    def send_evaluate(
+        self, server: ServerParty, round_idx: int, client_ids: list[int]
+    ) -> dict[int, Payload]:
+        """Without LaDa: the adapter distilled this round, to each client on the global base.
+
+        The SLM learned from the LLM on the server after the clients' step, so it reaches the
+        clients before they are evaluated, as LaDa's client-side distillation does (see the
+        module's "Timing"). With LaDa, and before round 1, the request carries nothing.
+        """
+        if self.lada_enabled or round_idx == 0 or "slm" not in server.memory:
+            return super().send_evaluate(server, round_idx, client_ids)
+        tensors = adapter_arrays(server.memory["slm"])
+        bases: dict[int, str] = server.memory["client_bases"]
+        out: dict[int, Payload] = {}
+        for cid in client_ids:
+            on_global_base = bases.get(cid) == server.memory["base_fingerprint"]
+            out[cid] = (
+                GlobalAdapter(tensors=tensors, num_examples=server.memory["examples"])
+                if on_global_base
+                else Empty()
+            )
+        server.memory["delivered"] = {cid for cid, m in out.items() if isinstance(m, Weights)}
+        return out
+
+    def client_evaluate(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
+        if isinstance(payload, GlobalAdapter):
+            with client.log.phase("aggregation"):
+                load_adapter(client.model, payload.tensors)
+            client.log.count("distilled_adapter_loaded")
+            payload = Empty()
+        return super().client_evaluate(client, payload, round_idx)
+
+    def receive_evaluate(
+        self, server: ServerParty, replies: dict[int, Payload], round_idx: int
+    ) -> None:
+        super().receive_evaluate(server, replies, round_idx)
+        delivered: set[int] = server.memory.pop("delivered", set())
+        server.memory["holders"] = delivered & set(replies)
+
     # ---------------------------------------------------------------- helpers
     def _server_distill(self, server: ServerParty, slm: ReasoningModel, round_idx: int) -> None:
-        epochs = self.config.server_kd_epochs
-        if epochs <= 0 or not server.public_pool:
+        """Mutual KD on the public pool: the aggregated SLM takes `budget.client_steps` steps
+        (once for all clients, which receive it), the LLM `budget.server_steps`."""
+        budget = self.budget
+        if not server.public_pool or budget.client_steps + budget.server_steps == 0:
             return
         prompts = [render_prompt(it) for it in server.public_pool]
         paths = [gold_path(it) for it in server.public_pool]
-        for model in (server.model, slm):
-            n_tokens = sum(model.path_token_counts(paths))
-            server.log.trained_tokens[model.name] += n_tokens * epochs
+        usage = {server.model.name: TrainUsage(), slm.name: TrainUsage()}
         with server.log.phase("distillation"):
             history = mutual_distill(
                 server.model,
@@ -469,10 +540,14 @@ class FedCoLLM(Host):
                 kd_weight=self.config.kd_weight,
                 temperature=self.config.temperature,
                 top_k=self.config.top_k,
-                epochs=epochs,
+                slm_steps=budget.client_steps,
+                llm_steps=budget.server_steps,
                 batch_size=self.train.batch_size,
                 seed=step_seed(round_idx, 999),
+                usage=usage,
             )
+        for name, spent in usage.items():
+            server.log.spend(name, spent)
         server.log.losses["kd_llm_to_slm"].extend(history["slm"])
         server.log.losses["kd_slm_to_llm"].extend(history["llm"])
 

@@ -7,6 +7,11 @@ The task prefix lets the label task share the model without a rationale; evaluat
 plain prompt (rationale, then answer), the same for every host. The LLM is never updated, so its
 paths are written once and reused.
 
+Either way the client spends exactly `budget.client_steps` optimizer steps per round learning
+from the LLM (one step covers a batch of both tasks). With `correctness_gate` (the "host + gate"
+arm, LaDa off) every LLM path whose final answer is wrong is first replaced by the item's gold
+path (`lada.hosts.steps.gate_paths`).
+
 With LaDa: the client's filter chooses which public items it learns from, and the loss on them
 is L_SFT + lambda * L_CD (see `lada.method`). The host's exchange is unchanged.
 """
@@ -19,8 +24,8 @@ import torch
 
 from lada.hosts.base import ClientParty, Host, ServerParty
 from lada.hosts.payloads import Empty, Payload, PublicPaths
-from lada.hosts.steps import count_trained_tokens, write_public_paths
-from lada.models.training import fit
+from lada.hosts.steps import gate_paths, write_public_paths
+from lada.models.training import TrainUsage, fit, sequence_tokens
 from lada.tasks.prompts import render_path, render_prompt
 
 
@@ -62,34 +67,46 @@ class FedCoT(Host):
         prompts = [render_prompt(it) for it in items]
         label_prompts = [self.config.label_prefix + p for p in prompts]
         labels = [render_path("", it.answer) for it in items]
+        rationales = list(paths.paths)
+        if self.config.correctness_gate:
+            rationales = gate_paths(client, items, rationales)
         alpha = self.config.rationale_weight
-        epochs = self.train.public_epochs
-        count_trained_tokens(client, prompts, paths.paths, epochs)
-        count_trained_tokens(client, label_prompts, labels, epochs)
+        # Both tasks of an item go through the backpropagated pass: both count as its tokens.
+        tokens = [
+            a + b
+            for a, b in zip(
+                sequence_tokens(client.model, prompts, rationales),
+                sequence_tokens(client.model, label_prompts, labels),
+            )
+        ]
 
         def loss_fn(batch: list[int]) -> torch.Tensor:
             n = len(batch)
             # Rationale and label tasks of a batch share one padded forward pass.
             scores = client.model.score_paths(
                 [prompts[i] for i in batch] + [label_prompts[i] for i in batch],
-                [paths.paths[i] for i in batch] + [labels[i] for i in batch],
+                [rationales[i] for i in batch] + [labels[i] for i in batch],
                 grad=True,
             )
             rationale = -scores.total[:n].sum() / scores.n_tokens[:n].sum().clamp(min=1)
             label = -scores.total[n:].sum() / scores.n_tokens[n:].sum().clamp(min=1)
             return alpha * rationale + (1 - alpha) * label
 
-        lengths = [len(p) + len(q) for p, q in zip(prompts, paths.paths)]
+        lengths = [len(p) + len(q) for p, q in zip(prompts, rationales)]
+        usage = TrainUsage()
         with client.log.phase("distillation"):
             losses = fit(
                 client.model,
                 lengths,
                 loss_fn,
-                epochs=epochs,
+                steps=self.budget.client_steps,
                 batch_size=self.train.batch_size,
                 seed=seed,
                 desc=f"{client.name} distill",
                 max_nonfinite_skips=self.train.max_nonfinite_skips,
                 log=client.log,
+                example_tokens=tokens,
+                usage=usage,
             )
+        client.log.spend(client.model.name, usage)
         client.log.losses["distillation"].extend(losses)

@@ -22,12 +22,16 @@ Cross-entropies are the token-mean negative log-likelihood of the gold path unde
 own tokenizer (`ce_unit="character"` divides by characters instead, which compares models with
 different tokenizers on one scale).
 
+Budget: the client's distillation takes exactly `budget.client_steps` optimizer steps per
+round, the server's `budget.server_steps` (`lada.hosts.budget`), with and without LaDa.
+
 With LaDa: LaDa changes only which public items each party trains on and the loss on them;
 the exchange is unchanged. The server's message additionally carries the LLM's paths on the
 public pool, and each reply additionally carries the client's paths on it. A client then calls
 `receive_with_lada` on the LLM's paths *instead of* the logit distillation (filter F_k, pair
 "llm->slm_k"), and the server calls it on each client's paths instead of its logit
-distillation (filter G_k, pair "slm_k->llm"). Logits are still exchanged, as in the host.
+distillation (filter G_k, pair "slm_k->llm"; the pairs share `budget.server_steps`, see
+`Host.server_lada`). Logits are still exchanged, as in the host.
 """
 
 from __future__ import annotations
@@ -41,9 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from lada.hosts.base import ClientParty, Host, Party, ServerParty, step_seed
-from lada.hosts.lada_steps import receive_with_lada
 from lada.hosts.payloads import Payload, PayloadError, PublicPaths
-from lada.hosts.steps import count_trained_tokens, write_public_paths
+from lada.hosts.steps import write_public_paths
 from lada.hosts.token_alignment import (
     SparseTarget,
     align_topk,
@@ -51,7 +54,7 @@ from lada.hosts.token_alignment import (
     softmax_rows,
     vocabulary_strings,
 )
-from lada.models.training import fit
+from lada.models.training import TrainUsage, fit, sequence_tokens
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import gold_path, render_prompt
@@ -338,17 +341,8 @@ class FedMKT(Host):
                 raise PayloadError(f"fedmkt receive_train: client {cid} sent {reply.kind}")
         seed = step_seed(round_idx, SERVER_SEED)
         if self.lada_enabled:
-            items_by_id = {it.id: it for it in server.public_pool}
-            for cid, reply in sorted(replies.items()):
-                receive_with_lada(
-                    server,
-                    reply.public_paths(),
-                    items_by_id,
-                    server.public_pool,
-                    round_idx=round_idx,
-                    train=self.train,
-                    seed=seed + cid,
-                )
+            offers = [(reply.public_paths(), seed + cid) for cid, reply in sorted(replies.items())]
+            self.server_lada(server, offers, {it.id: it for it in server.public_pool}, round_idx)
         else:
             self._server_distill(server, [replies[c] for c in sorted(replies)], seed)
 
@@ -407,7 +401,7 @@ class FedMKT(Host):
                 targets.append(mix_targets(candidates, w))
         client.log.count("kd_items", len(items))
         client.log.count("kd_teacher_items", float(weights[1].sum()))
-        self._distill(client, items, targets, config.client_public_epochs, seed)
+        self._distill(client, items, targets, self.budget.client_steps, seed)
 
     def _server_distill(self, server: ServerParty, replies: list[TopKLogits], seed: int) -> None:
         """Selective KD of the LLM: per item, the client target with the lowest CE."""
@@ -445,24 +439,24 @@ class FedMKT(Host):
         server.log.count("kd_items", len(items))
         for c, reply in enumerate(replies):
             server.log.count(f"kd_target_{reply.sender}", float(weights[c].sum()))
-        self._distill(server, items, targets, config.server_public_epochs, seed)
+        self._distill(server, items, targets, self.budget.server_steps, seed)
 
     def _distill(
         self,
         party: Party,
         items: Sequence[ReasoningItem],
         targets: Sequence[SparseTarget],
-        epochs: int,
+        steps: int,
         seed: int,
     ) -> None:
-        """Train on the gold paths of `items` with (1 - w) * LM + w * KD against `targets`."""
-        if epochs <= 0 or not items:
+        """Train on the gold paths of `items` with (1 - w) * LM + w * KD against `targets`,
+        for exactly `steps` optimizer steps (the party's budget this round)."""
+        if steps <= 0 or not items:
             return
         config = self.config
         model = party.model
         prompts = [render_prompt(it) for it in items]
         paths = [gold_path(it) for it in items]
-        count_trained_tokens(party, prompts, paths, epochs)
         aligned = [t.aligned_fraction for t in targets]
         party.log.count("kd_aligned_fraction", float(np.mean(aligned)))
         parts: dict[str, list[float]] = {"lm": [], "kd": []}
@@ -491,18 +485,22 @@ class FedMKT(Host):
             return loss.total
 
         lengths = [len(p) + len(q) for p, q in zip(prompts, paths)]
+        usage = TrainUsage()
         with party.log.phase("distillation"):
             losses = fit(
                 model,
                 lengths,
                 loss_fn,
-                epochs=epochs,
+                steps=steps,
                 batch_size=self.train.batch_size,
                 seed=seed,
                 desc=f"{party.name} distill",
                 max_nonfinite_skips=self.train.max_nonfinite_skips,
                 log=party.log,
+                example_tokens=sequence_tokens(model, prompts, paths),
+                usage=usage,
             )
+        party.log.spend(model.name, usage)
         party.log.losses["distillation"].extend(losses)
         party.log.losses["distillation_lm"].extend(parts["lm"])
         party.log.losses["distillation_kd"].extend(parts["kd"])

@@ -16,6 +16,7 @@ import numpy as np
 from lada.hosts.base import ClientParty, Party
 from lada.hosts.payloads import PublicPaths
 from lada.method.plugin import Candidate, pair_name
+from lada.models.training import TrainUsage
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import gold_path, render_prompt
 
@@ -45,6 +46,7 @@ def receive_with_lada(
     *,
     round_idx: int,
     train: Any,
+    steps: int,
     seed: int,
 ) -> dict[str, Any]:
     """Select, prepare, train and observe for one directed pair; returns the selection record.
@@ -69,18 +71,18 @@ def receive_with_lada(
         )
     with party.log.phase("path_generation"):
         batch_set = plugin.prepare(party.model, selection, max_new_tokens=train.max_new_tokens)
-    positives = [p.positive for p in batch_set.pairs]
-    n_tokens = sum(party.model.path_token_counts(positives)) * train.public_epochs
-    party.log.trained_tokens[party.model.name] += n_tokens
+    usage = TrainUsage()  # `steps` optimizer steps of the budget, negatives' tokens included
     with party.log.phase("distillation"):
         history = plugin.fit(
             party.model,
             batch_set,
-            epochs=train.public_epochs,
+            steps=steps,
             batch_size=train.batch_size,
             seed=seed,
             log=party.log,
+            usage=usage,
         )
+    party.log.spend(party.model.name, usage)
     for key in ("total", "sft", "cd", "margin"):
         party.log.losses[f"lada_{key}"].extend(h[key] for h in history)
     with party.log.phase("filter_training"):

@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from lada.hosts.base import Host
+from lada.hosts.budget import Budget
 
 #: Host name -> "module:class", imported on first use.
 HOSTS: dict[str, str] = {
@@ -23,6 +24,6 @@ def host_class(name: str) -> type[Host]:
     return getattr(importlib.import_module(module), cls)
 
 
-def make_host(config: Any, train: Any, lada_enabled: bool) -> Host:
-    """The host named by `config.name`, with or without the LaDa plug-in."""
-    return host_class(config.name)(config, train, lada_enabled)
+def make_host(config: Any, train: Any, lada_enabled: bool, budget: Budget) -> Host:
+    """The host named by `config.name`, with or without the LaDa plug-in, held to `budget`."""
+    return host_class(config.name)(config, train, lada_enabled, budget)

@@ -1,4 +1,5 @@
-"""Steps several hosts share: private SFT, writing paths on public items, token accounting."""
+"""Steps several hosts share: private SFT, SFT on public paths within the budget, the host's
+correctness gate, writing paths on public items."""
 
 from __future__ import annotations
 
@@ -7,17 +8,13 @@ from collections.abc import Sequence
 from lada.hosts.base import Party
 from lada.hosts.payloads import PublicPaths
 from lada.models.guards import DEFAULT_MAX_NONFINITE_SKIPS
-from lada.models.training import sft, sft_on_paths
+from lada.models.training import TrainUsage, sft, sft_on_paths
+from lada.tasks.answers import is_correct_final
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import gold_path, render_prompt
 
-
-def count_trained_tokens(
-    party: Party, prompts: Sequence[str], paths: Sequence[str], epochs: int
-) -> None:
-    """Add the path tokens a model is about to train on to its round log (budget accounting)."""
-    n = sum(party.model.path_token_counts(paths))  # end-of-sequence counted where scored
-    party.log.trained_tokens[party.model.name] += n * epochs
+#: Round-log counter of sender paths the host's correctness gate replaced by gold paths.
+GATE_REPLACED_COUNTER = "gate_replaced"
 
 
 def private_sft(
@@ -30,10 +27,11 @@ def private_sft(
     phase: str = "local_training",
     max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
 ) -> None:
-    """SFT on the party's own items (gold rationales); logs time, loss and tokens."""
+    """SFT on the party's own items (gold rationales), outside the round's budget: it runs
+    `epochs` epochs, the same in every arm; logs time, loss, steps and tokens (as private)."""
     if epochs <= 0 or not items:
         return
-    count_trained_tokens(party, [], [gold_path(it) for it in items], epochs)
+    usage = TrainUsage()
     with party.log.phase(phase):
         losses = sft(
             party.model,
@@ -44,7 +42,9 @@ def private_sft(
             desc=f"{party.name} {phase}",
             log=party.log,
             max_nonfinite_skips=max_nonfinite_skips,
+            usage=usage,
         )
+    party.log.spend(party.model.name, usage, private=True)
     party.log.losses[phase].extend(losses)
 
 
@@ -53,29 +53,46 @@ def paths_sft(
     prompts: Sequence[str],
     paths: Sequence[str],
     *,
-    epochs: int,
+    steps: int,
     batch_size: int,
     seed: int,
     phase: str,
     max_nonfinite_skips: int = DEFAULT_MAX_NONFINITE_SKIPS,
 ) -> None:
-    """SFT on given (prompt, path) pairs, e.g. another party's paths on public items."""
-    if epochs <= 0 or not prompts:
+    """SFT on given (prompt, path) pairs, e.g. another party's paths on public items, for
+    exactly `steps` optimizer steps of the round's budget (none without pairs)."""
+    if steps <= 0 or not prompts:
         return
-    count_trained_tokens(party, prompts, paths, epochs)
+    usage = TrainUsage()
     with party.log.phase(phase):
         losses = sft_on_paths(
             party.model,
             prompts,
             paths,
-            epochs=epochs,
+            steps=steps,
             batch_size=batch_size,
             seed=seed,
             desc=f"{party.name} {phase}",
             log=party.log,
             max_nonfinite_skips=max_nonfinite_skips,
+            usage=usage,
         )
+    party.log.spend(party.model.name, usage)
     party.log.losses[phase].extend(losses)
+
+
+def gate_paths(party: Party, items: Sequence[ReasoningItem], paths: Sequence[str]) -> list[str]:
+    """The host's correctness gate: each path whose final answer is wrong becomes the gold path.
+
+    The "host + gate" arm: the host's own training with LaDa's gate and gold fallback but no
+    filter and no contrastive term, which isolates what that gate adds. A path counts as right
+    only with a correct `#### answer` line (as LaDa's gate reads it); replacements are counted
+    in the round log (`GATE_REPLACED_COUNTER`, beside `gate_checked`).
+    """
+    right = [is_correct_final(path, item) for item, path in zip(items, paths, strict=True)]
+    party.log.count("gate_checked", len(right))
+    party.log.count(GATE_REPLACED_COUNTER, right.count(False))
+    return [path if ok else gold_path(item) for item, path, ok in zip(items, paths, right)]
 
 
 def write_public_paths(
