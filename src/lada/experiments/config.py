@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lada.hosts.budget import Budget
 from lada.hosts.config import FedCoTConfig, HostConfig, reject_removed
 from lada.method.config import LadaConfig
-from lada.models.presets import LoraSpec
+from lada.models.presets import TINY_PRESETS, LoraSpec
 from lada.models.pretrain import PretrainConfig
+from lada.models.shipped import SHIPPED
 from lada.tasks.splits import SplitConfig
 
 
@@ -186,6 +187,29 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"slms: give 1 spec or {n} (one per client), got {len(self.slms)}")
         if self.federation.min_clients is not None and self.federation.min_clients > n:
             raise ValueError(f"federation.min_clients: {self.federation.min_clients} > {n} clients")
+        return self
+
+    @model_validator(mode="after")
+    def _test_questions_never_pretrained(self) -> ExperimentConfig:
+        """A test question must be one no pretrained model of the run has trained on."""
+        share = self.data.split.evaluation_share
+        if share is None:
+            return self
+        limits = {
+            f"{where}: shipped model {spec.preset!r}": SHIPPED[spec.preset].pretrain
+            for where, spec in [("llm.preset", self.llm)]
+            + [(f"slms.{k}.preset", s) for k, s in enumerate(self.slms)]
+            if spec.preset in SHIPPED
+        }
+        if self.llm.pretrain is not None and self.llm.preset in TINY_PRESETS:
+            limits["llm.pretrain"] = self.llm.pretrain
+        for where, pretrain in limits.items():
+            if share > pretrain.evaluation_share:
+                raise ValueError(
+                    f"data.split.evaluation_share: {share} exceeds the share {where} excluded "
+                    f"from its pretraining ({pretrain.evaluation_share}), so some test questions "
+                    "may have been pretrained on; use at most that share"
+                )
         return self
 
     def slm_for(self, client_id: int) -> ModelSpec:

@@ -38,10 +38,21 @@ def load_items(config: ExperimentConfig) -> list[ReasoningItem]:
         if data.suite not in SUITES:
             raise ValueError(f"data.suite: unknown suite {data.suite!r}; known: {sorted(SUITES)}")
         # Headroom: domain mixes and the Dirichlet draw do not use every domain evenly.
-        needed = split.n_public + split.n_clients * (split.n_train + split.n_test)
         n_domains = len(SUITES[data.suite].domains)
-        per_domain = 2 * -(-needed // n_domains)
-        return load_suite(data.suite, n=per_domain * n_domains, seed=config.seed)
+        share = split.evaluation_share
+        if share is None:
+            needed = split.n_public + split.n_clients * (split.n_train + split.n_test)
+            per_domain = 2 * -(-needed // n_domains)
+            return load_suite(data.suite, n=per_domain * n_domains, seed=config.seed)
+        # Training questions and questions reserved for evaluation are drawn separately, so a
+        # small reserved share still yields enough test items.
+        n_open = 2 * -(-(split.n_public + split.n_clients * split.n_train) // n_domains)
+        n_reserved = 2 * -(-(split.n_clients * split.n_test) // n_domains)
+        common = {"seed": config.seed, "evaluation_share": share}
+        items = load_suite(data.suite, n=n_open * n_domains, reserved="exclude", **common)
+        if n_reserved:
+            items += load_suite(data.suite, n=n_reserved * n_domains, reserved="only", **common)
+        return items
     from lada.tasks.loaders import load_file
 
     return load_file(data.path, format=data.format).items
