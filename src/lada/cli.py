@@ -6,6 +6,7 @@ import typer
 
 from lada.experiments.data_cli import data_app
 from lada.experiments.local_cli import local_app
+from lada.experiments.pretrain_cli import pretrain
 from lada.experiments.run_cli import compare_cmd, run
 from lada.federation.deploy_cli import deploy_app
 
@@ -21,6 +22,7 @@ app.add_typer(deploy_app, name="deploy", help="Helpers for Flower deployments ac
 
 app.command("run")(run)
 app.command("compare")(compare_cmd)
+app.command("pretrain")(pretrain)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from lada.models.device import resolve_device, resolve_dtype
+from lada.models.shipped import SHIPPED, load_shipped_weights
 from lada.models.tokenizer import TokenizerKind, build_char_tokenizer, build_word_tokenizer
 from lada.models.wrapper import MODEL_CARD, ReasoningModel
 
@@ -233,11 +234,14 @@ def build_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     kind, name = source["kind"], source["name"]
-    if kind == "tiny":
-        spec = TINY_PRESETS[name]
+    if kind in ("tiny", "shipped"):
+        arch = SHIPPED[name].pretrain.preset if kind == "shipped" else name
+        spec = TINY_PRESETS[arch]
         tokenizer = tiny_tokenizer(spec.tokenizer)
         torch.manual_seed(int(source.get("seed", 0)))
         model = build_tiny_model(spec, tokenizer)
+        if kind == "shipped":
+            load_shipped_weights(model, SHIPPED[name])
         add_bos = True
     else:
         location = str(smollm2_dir()) if kind == "smollm2" else HUB_PRESETS.get(name, name)
@@ -262,6 +266,8 @@ def describe_source(preset_or_path: str) -> dict[str, Any]:
     """Classify a model name: a tiny preset, SmolLM2, a hub preset or id, or a directory."""
     if preset_or_path in TINY_PRESETS:
         return {"kind": "tiny", "name": preset_or_path}
+    if preset_or_path in SHIPPED:
+        return {"kind": "shipped", "name": preset_or_path}
     if preset_or_path == SMOLLM2:
         return {"kind": "smollm2", "name": preset_or_path}
     return {"kind": "hub", "name": preset_or_path}

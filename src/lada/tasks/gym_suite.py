@@ -339,8 +339,12 @@ SUITES: dict[str, SuiteConfig] = {
         domains=[
             DomainSpec(name="chain_sum", difficulty=1, weight=0.2),
             DomainSpec(name="products", difficulty=1, weight=0.1),
-            DomainSpec(name="products", difficulty=2),
+            DomainSpec(name="products", difficulty=2, weight=2),
             DomainSpec(name="lcm", difficulty=1),
+            DomainSpec(name="gcd", difficulty=2, weight=2),
+            DomainSpec(name="chain_sum", difficulty=2, weight=0.05),
+            DomainSpec(name="leg_counting", difficulty=1, weight=0.05),
+            DomainSpec(name="basic_arithmetic", difficulty=1, weight=0.05),
         ],
         items_per_domain=600,
     ),
@@ -384,8 +388,9 @@ hundred distinct items per domain can always be drawn.
 'proof' is the decisive experiment's setting: three levels a small teacher masters (chain_sum 2,
 leg_counting 1, basic_arithmetic 1) and gcd 1, which the teacher is not taught. 'general' is the
 client SLMs' pretraining base: the answer format, one-digit sums and products, two-digit
-products and small lcm, none of them a level of 'proof' (its small levels are only ever trained
-on, never tested)."""
+products, small lcm and larger gcd, with a glimpse (30 items each) of the three levels the
+'proof' teacher masters, so that a base SLM knows the format of every task but is weak on them
+(its small levels are only ever trained on, never tested)."""
 
 
 def domain_seed(suite_seed: int, spec: DomainSpec) -> int:
