@@ -210,7 +210,29 @@ def test_server_keeps_the_top_fraction_and_steers_the_seeds(writer_dir: Path) ->
     counters = server.log.counters
     outcomes = sum(counters[f"generated_{r}"] for r in ("valid", "no_question", "no_answer"))
     outcomes += counters["generated_duplicate"] + counters["generated_no_choices"]
+    outcomes += counters["generated_reserved"]
     assert counters["generated"] == outcomes == host.config.generate_per_round
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_generated_questions_reserved_for_evaluation_are_dropped(
+    writer_dir: Path, share: float
+) -> None:
+    seeds = [_seed("legs: 1 cat")]
+    server = ServerParty(name="server", model=ReasoningModel.load(writer_dir), public_pool=seeds)
+    config = CrossLMConfig(generate_per_round=4, max_new_tokens=24, reserved_share=share)
+    host = CrossLM(config, ExperimentConfig().train, False)
+
+    def write(batch: list[str], **kwargs: object) -> list[str]:
+        return [
+            f"{k + 2} cow\nA: {k + 2} cow * 4 = {4 * (k + 2)}\n#### {4 * (k + 2)}\n"
+            for k in range(len(batch))
+        ]
+
+    server.model.generate_paths = write  # type: ignore[method-assign]
+    items = host._generate(server, round_idx=1)
+    reserved = server.log.counters["generated_reserved"]
+    assert (len(items), reserved) == ((4, 0) if share == 0.0 else (0, 4))
 
 
 # ----------------------------------------------------------------------------- one round

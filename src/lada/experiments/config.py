@@ -203,6 +203,12 @@ class ExperimentConfig(_Strict):
         }
         if self.llm.pretrain is not None and self.llm.preset in TINY_PRESETS:
             limits["llm.pretrain"] = self.llm.pretrain
+        host_share = getattr(self.host, "reserved_share", None)
+        if host_share is not None and host_share < share:
+            raise ValueError(
+                f"host.reserved_share: {host_share} is below data.split.evaluation_share "
+                f"({share}), so generated items could repeat test questions"
+            )
         for where, pretrain in limits.items():
             if share > pretrain.evaluation_share:
                 raise ValueError(

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lada.tasks.holdout import DEFAULT_EVALUATION_SHARE
+
 #: Fields that moved to the round's training budget, with what to set instead.
 REMOVED_FIELDS: dict[str, str] = {
     "server_kd_epochs": "budget.server_steps and budget.client_steps (optimizer steps per "
@@ -123,6 +125,14 @@ class CrossLMConfig(_HostConfig):
         ge=0,
         description="Added to a seed item's sampling weight (initially 1) for each of its "
         "generations the SLMs' scores kept; 0 = uniform seed sampling every round.",
+    )
+    reserved_share: float = Field(
+        DEFAULT_EVALUATION_SHARE,
+        ge=0,
+        le=1,
+        description="A generated item whose question is reserved for evaluation at this share "
+        "(lada.tasks.holdout) is dropped, so no test question is ever trained on; must be at "
+        "least data.split.evaluation_share.",
     )
 
 

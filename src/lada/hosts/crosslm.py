@@ -53,12 +53,13 @@ from lada.hosts.payloads import Empty, Payload, PayloadError, PublicItems, Publi
 from lada.hosts.steps import paths_sft, write_public_paths
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.answers import extract_answer, is_correct
+from lada.tasks.holdout import is_reserved
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import ANSWER_MARKER, OPTION_LETTERS, gold_path, render_prompt
 
 GENERATED_SOURCE = "generated"
 #: Reasons a generation is not a valid item, in the order they are checked.
-INVALID_REASONS = ("no_question", "no_choices", "no_answer", "duplicate")
+INVALID_REASONS = ("no_question", "no_choices", "no_answer", "duplicate", "reserved")
 
 _LEADING_NON_DIGIT = re.compile(r"[^\d]*")
 _ANSWER_LINE = re.compile(rf"^[ \t]*{re.escape(ANSWER_MARKER)}[ \t]*(\S[^\n]*)$", re.MULTILINE)
@@ -355,6 +356,8 @@ class CrossLM(Host):
             item, verdict = parse_generated(
                 prefix + text, seed, item_id=f"gen-r{round_idx}-{k}", known_questions=known
             )
+            if item is not None and is_reserved(item.question, self.config.reserved_share):
+                item, verdict = None, "reserved"  # a question kept for evaluation only
             server.log.count(f"generated_{verdict}")
             if item is not None:
                 known.add(normalize_question(item.question))
