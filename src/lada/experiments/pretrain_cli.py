@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lada.models.pretrain import pretrained_llm
+from lada.models.pretrain import is_pretrained, pretrained_llm
 from lada.models.shipped import SHIPPED, WEIGHTS_DIR, export_shipped, measure
 from lada.models.training import optimizer_steps
 
@@ -42,6 +42,7 @@ def pretrain(
         torch.set_num_threads(threads)
     console = Console(stderr=True)
     shipped = SHIPPED[name]
+    cached = is_pretrained(shipped.pretrain)
     started = time.perf_counter()
     model = pretrained_llm(shipped.pretrain, device=device, console=console)
     trained_s = time.perf_counter() - started
@@ -54,7 +55,9 @@ def pretrain(
         "optimizer_steps": optimizer_steps(
             n_items, shipped.pretrain.batch_size, shipped.pretrain.epochs
         ),
-        "wall_seconds_including_cache": round(trained_s, 1),
+        # Seconds this command spent training (None: the weights came from the local cache).
+        "pretraining_seconds": None if cached else round(trained_s, 1),
+        "torch_threads": torch.get_num_threads(),
         "measured": measure(model, shipped, test_per_domain),
         "sample": measure(model, shipped, per_domain=SAMPLE_PER_DOMAIN),
     }

@@ -1,0 +1,568 @@
+"""The decisive experiment: does LaDa help FedCoT, by how much, and which part of it helps?
+
+Every arm runs the same config (`configs/proof.toml`) at the same optimizer steps per party and
+round (`budget`), on the same seeds, so that each comparison is paired item by item:
+
+| arm | what it isolates |
+|---|---|
+| host | FedCoT alone (multitask distillation on every teacher path) |
+| host_gate | FedCoT with LaDa's gate and gold fallback; no filter, no contrastive term |
+| lada | FedCoT + LaDa as configured |
+| random | LaDa's loss on a uniform draw of exactly the count LaDa took (pair, round) |
+| oracle | the same count from the receiver's own domains at learnable levels (the headroom) |
+| rho_loss | the same count by RHO-LOSS (receiver loss minus an irreducible loss) |
+| all | LaDa's loss on every candidate (filter off) |
+| no_gate | LaDa with the gate off (the paper's preference by role) |
+| sft_only | LaDa's selections with SFT only (contrastive term off) |
+
+Runs are cached per arm and seed under `--cache-dir` (an interrupted run resumes from its last
+round checkpoint; a finished one is read back), the frozen teacher's paths are written once per
+seed and shared by every arm, and arms run `--jobs` at a time. The report gives per-seed and
+pooled accuracies, paired per-item differences with bootstrap 95% confidence intervals, the
+oracle's headroom and the capture ratio (lada - random) / (oracle - random), the optimizer steps
+each arm needs to reach the host's final accuracy, and what each selector took (share of the
+receiver's own domain, per round). It writes JSON, a Markdown table and a plot.
+
+    python benchmarks/proof.py                                  # seeds 0-4, every arm
+    python benchmarks/proof.py --seeds 100 101 102 --tag dev    # development seeds
+    python benchmarks/proof.py --quick                          # a smoke run (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common import (
+    RESULTS,
+    ROOT,
+    base_parser,
+    git_commit,
+    machine_info,
+    make_console,
+    markdown_table,
+    setup_environment,
+    write_result,
+)
+from rich.console import Console
+
+from lada.experiments.checkpoint import load_latest
+from lada.experiments.compare import variant_config
+from lada.experiments.config import ExperimentConfig, load_config
+from lada.experiments.runner import Runner
+from lada.experiments.selections import counts_from_run
+from lada.experiments.setup import build_server, load_split
+from lada.hosts.steps import write_public_paths
+from lada.models.training import evaluate
+
+CONFIG = ROOT / "configs" / "proof.toml"
+#: Arm -> config overrides (dotted keys). Every arm keeps the base config's budget.
+ARMS: dict[str, dict[str, Any]] = {
+    "host": {"lada_enabled": False},
+    "host_gate": {"lada_enabled": False, "host.correctness_gate": True},
+    "lada": {"lada_enabled": True},
+    "random": {"lada_enabled": True, "lada.selection_mode": "random"},
+    "oracle": {"lada_enabled": True, "lada.selection_mode": "oracle"},
+    "rho_loss": {"lada_enabled": True, "lada.selection_mode": "rho_loss"},
+    "all": {"lada_enabled": True, "lada.selection_mode": "all"},
+    "no_gate": {"lada_enabled": True, "lada.correctness_gate": False},
+    "sft_only": {"lada_enabled": True, "lada.cd_weight": 0.0},
+}
+#: Arms that take exactly the item count the 'lada' arm took, pair by pair and round by round.
+MATCHED = ("random", "oracle", "rho_loss")
+#: Arms run first: the comparison itself and the headroom it is judged against.
+PRIORITY = ("lada", "host", "random", "oracle")
+#: (label, arm a, arm b): the paired differences a - b the table reports.
+CONTRASTS: list[tuple[str, str, str]] = [
+    ("LaDa vs host", "lada", "host"),
+    ("headroom: oracle vs random", "oracle", "random"),
+    ("filter: LaDa vs random", "lada", "random"),
+    ("LaDa vs RHO-LOSS", "lada", "rho_loss"),
+    ("filter vs all candidates", "lada", "all"),
+    ("contrastive: LaDa vs SFT only", "lada", "sft_only"),
+    ("gate: LaDa vs gate off", "lada", "no_gate"),
+    ("gate alone: host+gate vs host", "host_gate", "host"),
+    ("LaDa vs host+gate", "lada", "host_gate"),
+]
+QUICK = [
+    "rounds=1",
+    "data.split.n_public=24",
+    "data.split.n_train=8",
+    "data.split.n_test=6",
+    "budget.client_steps=2",
+    "train.generation_batch_size=32",
+    "lada.hidden_size=16",
+    "lada.n_clusters=3",
+    "lada.kmeans_n_init=1",
+    "lada.epochs_per_round=1",
+    "lada.rho_il_epochs=1",
+]
+#: Seeds results are reported on; LaDa's knobs are chosen on DEV_SEEDS, never on these.
+REPORT_SEEDS = (0, 1, 2, 3, 4)
+DEV_SEEDS = (100, 101, 102)
+BOOTSTRAP_SAMPLES = 2000
+HEADROOM_GOAL = 0.10
+
+
+# ------------------------------------------------------------------------------ running arms
+@dataclass(frozen=True)
+class Job:
+    """One (arm, seed) run: where it lives and what it needs."""
+
+    arm: str
+    seed: int
+    config_path: str
+    overrides: tuple[str, ...]
+    root: str
+    threads: int
+
+
+def arm_dir(root: Path, arm: str, seed: int) -> Path:
+    return root / arm / f"seed{seed}"
+
+
+def arm_config(base: ExperimentConfig, arm: str, seed: int, root: Path) -> ExperimentConfig:
+    """The base config as one arm at one seed; matched arms read the 'lada' run's counts."""
+    extra = dict(ARMS[arm])
+    if arm in MATCHED:
+        extra["lada.match_counts"] = counts_from_run(arm_dir(root, "lada", seed) / "run")
+    config = variant_config(base, "lada", seed, root, extra)
+    return config.model_copy(update={"name": arm, "output_dir": str(arm_dir(root, arm, seed))})
+
+
+def teacher_paths_file(root: Path, seed: int) -> Path:
+    return root / "teacher" / f"seed{seed}.json"
+
+
+def write_teacher_paths(base: ExperimentConfig, seed: int, root: Path) -> None:
+    """The frozen teacher's paths on this seed's public pool, written once for every arm."""
+    path = teacher_paths_file(root, seed)
+    if path.exists():
+        return
+    config = base.model_copy(update={"seed": seed})
+    split = load_split(config)
+    server = build_server(config, split.public_pool, Console(stderr=True, quiet=True))
+    paths = write_public_paths(
+        server,
+        server.public_pool,
+        max_new_tokens=config.train.max_new_tokens,
+        batch_size=config.train.generation_batch_size,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(vars(paths)))
+    os.replace(partial, path)
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Run (or resume, or read back) one arm at one seed; returns its per-item results."""
+    import torch
+
+    torch.set_num_threads(job.threads)
+    root = Path(job.root)
+    folder = arm_dir(root, job.arm, job.seed)
+    items_file = folder / "items.json"
+    if items_file.exists():
+        return json.loads(items_file.read_text())
+    base = load_config(job.config_path, list(job.overrides))
+    config = arm_config(base, job.arm, job.seed, root)
+    run_dir = folder / "run"
+    quiet = Console(stderr=True, quiet=True)
+    started = time.perf_counter()
+    if not (run_dir / "summary.json").exists():
+        if (run_dir / "checkpoints").exists():
+            runner = Runner(config, run_dir=run_dir, console=quiet, resume=True)
+        else:
+            runner = Runner(config, run_dir=run_dir, console=quiet, evaluate_llm=False)
+            if config.host.name == "fedcot":
+                from lada.hosts.payloads import PublicPaths
+
+                shared = json.loads(teacher_paths_file(root, job.seed).read_text())
+                runner.server.memory["llm_paths"] = PublicPaths(**shared)
+        runner.run()
+    result = _per_item_results(config, run_dir)
+    result.update(arm=job.arm, seed=job.seed, seconds=time.perf_counter() - started)
+    items_file.write_text(json.dumps(result))
+    return result
+
+
+def _per_item_results(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
+    """Per-item correctness of every client's final SLM, and the run's records."""
+    federation = load_latest(run_dir, warn=lambda _: None).state["federation"]
+    clients = {}
+    for client in federation.clients:
+        scored = evaluate(
+            client.model,
+            client.test,
+            batch_size=config.train.generation_batch_size,
+            max_new_tokens=config.train.max_new_tokens,
+        )
+        clients[str(client.client_id)] = {
+            "correct": [int(p.correct) for p in scored.predictions],
+            "domains": sorted({it.domain for it in client.train}),
+        }
+    rounds = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
+    selections = [
+        json.loads(x) for x in (run_dir / "selections.jsonl").read_text().splitlines() if x
+    ]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rescored = [sum(c["correct"]) / len(c["correct"]) for c in clients.values() if c["correct"]]
+    # Greedy decoding of the same final models on the same items: must repeat the run's own
+    # final evaluation exactly, or the paired statistics would not describe the reported run.
+    consistent = all(
+        abs(acc - summary["final"]["slm_accuracy"][cid]) < 1e-9
+        for cid, acc in zip(clients, rescored)
+    )
+    return {
+        "consistent_with_run": consistent,
+        "clients": clients,
+        "round_accuracy": [r["mean_slm_accuracy"] for r in rounds],
+        "budget": [r.get("budget", {}) for r in rounds],
+        "summary": summary,
+        "selections": [
+            {
+                k: s.get(k)
+                for k in ("round", "party", "filter", "strategy", "domains", "pairs", "rewards")
+            }
+            for s in selections
+        ],
+    }
+
+
+def run_all(args: argparse.Namespace, console: Console) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every (arm, seed): the teacher's paths first, then unmatched arms, then matched ones."""
+    root = Path(args.cache_dir)
+    overrides = tuple(QUICK if args.quick else []) + tuple(args.overrides)
+    base = load_config(args.config, list(overrides))
+    for seed in args.seeds:
+        write_teacher_paths(base, seed, root)
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    arms = [a for a in args.arms if a in ARMS]
+    if any(a in MATCHED for a in arms) and "lada" not in arms:
+        arms.append("lada")
+    # The arms that decide (LaDa, the host, the headroom) first, so that an interrupted command
+    # has the most important runs; matched arms after the 'lada' run of their seed.
+    phases = [
+        [a for a in PRIORITY if a in arms and a not in MATCHED],
+        [a for a in PRIORITY if a in arms and a in MATCHED],
+        [a for a in arms if a not in PRIORITY],
+    ]
+    for phase in phases:
+        jobs = [
+            Job(arm, seed, str(args.config), overrides, str(root), args.threads)
+            for seed in args.seeds
+            for arm in phase
+        ]
+        if args.jobs > 1 and len(jobs) > 1:
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(args.jobs, maxtasksperchild=1) as pool:
+                for result in pool.imap_unordered(run_job, jobs):
+                    done[(result["arm"], result["seed"])] = result
+                    _progress(console, result, len(done), len(args.seeds) * len(arms))
+        else:
+            for job in jobs:
+                result = run_job(job)
+                done[(result["arm"], result["seed"])] = result
+                _progress(console, result, len(done), len(args.seeds) * len(arms))
+    return done
+
+
+def _progress(console: Console, result: dict[str, Any], n_done: int, n_all: int) -> None:
+    console.print(
+        f"[dim]{n_done}/{n_all} {result['arm']} seed {result['seed']}: "
+        f"{_pooled(result):.1%} ({result['seconds']:.0f} s)[/]"
+    )
+
+
+# -------------------------------------------------------------------------------- statistics
+def _pooled(result: dict[str, Any]) -> float:
+    bits = [b for c in result["clients"].values() for b in c["correct"]]
+    return sum(bits) / len(bits) if bits else 0.0
+
+
+def _vectors(results: dict[tuple[str, int], dict[str, Any]], arm: str, seeds: Sequence[int]):
+    """Per seed, the arm's per-item correctness over all clients, in a fixed item order."""
+    import numpy as np
+
+    return [
+        np.array([b for _, c in sorted(results[(arm, s)]["clients"].items()) for b in c["correct"]])
+        for s in seeds
+    ]
+
+
+def paired_bootstrap(
+    a: list, b: list, c: list | None = None, d: list | None = None, seed: int = 0
+) -> dict[str, float]:
+    """Mean of a - b over all items (seeds pooled), with a 95% CI from resampling items within
+    each seed; with c, d also the ratio (a - b) / (c - d) under the same resamples."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    diff = np.concatenate(a).mean() - np.concatenate(b).mean()
+    draws, ratios = [], []
+    for _ in range(BOOTSTRAP_SAMPLES):
+        picks = [rng.integers(0, len(x), len(x)) for x in a]
+        num = (
+            np.concatenate([x[p] for x, p in zip(a, picks)]).mean()
+            - np.concatenate([x[p] for x, p in zip(b, picks)]).mean()
+        )
+        draws.append(num)
+        if c is not None and d is not None:
+            den = (
+                np.concatenate([x[p] for x, p in zip(c, picks)]).mean()
+                - np.concatenate([x[p] for x, p in zip(d, picks)]).mean()
+            )
+            ratios.append(num / den if den > 0 else np.nan)
+    out = {
+        "diff": float(diff),
+        "ci_low": float(np.percentile(draws, 2.5)),
+        "ci_high": float(np.percentile(draws, 97.5)),
+        "se": float(np.std(draws)),
+    }
+    if ratios:
+        valid = np.array(ratios)[~np.isnan(ratios)]
+        num = diff
+        den = np.concatenate(c).mean() - np.concatenate(d).mean()
+        out["ratio"] = float(num / den) if den > 0 else float("nan")
+        out["ratio_ci_low"] = float(np.percentile(valid, 2.5)) if len(valid) else float("nan")
+        out["ratio_ci_high"] = float(np.percentile(valid, 97.5)) if len(valid) else float("nan")
+    return out
+
+
+def _own_domain_share(result: dict[str, Any]) -> list[float | None]:
+    """Per round, the share of the items the clients' selections took from their own domains."""
+    domains = {f"client_{cid}": set(c["domains"]) for cid, c in result["clients"].items()}
+    by_round: dict[int, list[int]] = {}
+    for record in result["selections"]:
+        own = domains.get(record["party"], set())
+        by_round.setdefault(record["round"], []).extend(
+            int(d in own) for d in record.get("domains") or []
+        )
+    last = max(by_round, default=0)
+    return [
+        (sum(by_round[r]) / len(by_round[r])) if by_round.get(r) else None
+        for r in range(1, last + 1)
+    ]
+
+
+def analyse(
+    results: dict[tuple[str, int], dict[str, Any]], arms: Sequence[str], seeds: Sequence[int]
+) -> dict[str, Any]:
+    import numpy as np
+
+    per_arm: dict[str, Any] = {}
+    for arm in arms:
+        finals = [_pooled(results[(arm, s)]) for s in seeds]
+        curves = np.array([results[(arm, s)]["round_accuracy"] for s in seeds])
+        steps = [
+            spent.get("steps", 0)
+            for s in seeds
+            for r in results[(arm, s)]["budget"][1:]
+            for party, spent in r.items()
+            if party.startswith("client_")
+        ]
+        per_arm[arm] = {
+            "per_seed": dict(zip(map(str, seeds), finals)),
+            "mean": float(np.mean(finals)),
+            "sd": float(np.std(finals, ddof=1)) if len(finals) > 1 else 0.0,
+            "n_items_per_run": int(len(_vectors(results, arm, seeds[:1])[0])),
+            "round_mean": curves.mean(0).tolist(),
+            "round_ci95": (
+                1.96 * curves.std(0, ddof=1) / np.sqrt(len(seeds))
+                if len(seeds) > 1
+                else 0 * curves[0]
+            ).tolist(),
+            "client_steps_per_run": float(np.sum(steps) / len(seeds)),
+            "own_domain_share_by_round": [_own_domain_share(results[(arm, s)]) for s in seeds],
+            "seconds": [results[(arm, s)]["seconds"] for s in seeds],
+        }
+    contrasts = {}
+    for label, a, b in CONTRASTS:
+        if a in per_arm and b in per_arm:
+            contrasts[label] = {
+                "a": a,
+                "b": b,
+                **paired_bootstrap(_vectors(results, a, seeds), _vectors(results, b, seeds)),
+            }
+    capture = None
+    if all(x in per_arm for x in ("lada", "random", "oracle")):
+        capture = paired_bootstrap(
+            _vectors(results, "lada", seeds),
+            _vectors(results, "random", seeds),
+            _vectors(results, "oracle", seeds),
+            _vectors(results, "random", seeds),
+        )
+        if "rho_loss" in per_arm:
+            capture["rho_loss"] = paired_bootstrap(
+                _vectors(results, "rho_loss", seeds),
+                _vectors(results, "random", seeds),
+                _vectors(results, "oracle", seeds),
+                _vectors(results, "random", seeds),
+            )
+    efficiency = _steps_to_host(per_arm)
+    headroom = contrasts.get("headroom: oracle vs random", {}).get("diff")
+    return {
+        "arms": per_arm,
+        "contrasts": contrasts,
+        "capture": capture,
+        "steps_to_host_final": efficiency,
+        "headroom": headroom,
+        "valid_setting": headroom is not None and headroom >= HEADROOM_GOAL,
+        "seed_spread_max": max((v["sd"] for v in per_arm.values()), default=0.0),
+    }
+
+
+def _ci95(curves: Any) -> Any:
+    """Half-width of a normal 95% interval of the mean over seeds (rows), per round."""
+    import numpy as np
+
+    if len(curves) < 2:
+        return 0 * curves[0]
+    return 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves))
+
+
+def _steps_to_host(per_arm: dict[str, Any]) -> dict[str, int | None]:
+    """Client optimizer steps (public-data budget) each arm needs to reach the host's final mean
+    accuracy, read at round ends (None: not reached within the run)."""
+    if "host" not in per_arm:
+        return {}
+    target = per_arm["host"]["round_mean"][-1]
+    out: dict[str, int | None] = {}
+    for arm, row in per_arm.items():
+        rounds = len(row["round_mean"]) - 1
+        per_round = row["client_steps_per_run"] / max(rounds, 1)
+        reached = next((r for r, acc in enumerate(row["round_mean"]) if acc >= target), None)
+        out[arm] = None if reached is None else int(round(reached * per_round))
+    return out
+
+
+# ------------------------------------------------------------------------------------ report
+def report(result: dict[str, Any], console: Console) -> str:
+    analysis = result["analysis"]
+    arms = analysis["arms"]
+    rows = [
+        [
+            arm,
+            f"{100 * row['mean']:.1f} ± {100 * row['sd']:.1f}",
+            " / ".join(f"{100 * v:.1f}" for v in row["per_seed"].values()),
+            " → ".join(f"{100 * v:.1f}" for v in row["round_mean"]),
+            f"{row['client_steps_per_run']:.0f}",
+            str(analysis["steps_to_host_final"].get(arm, "")),
+        ]
+        for arm, row in arms.items()
+    ]
+    text = markdown_table(
+        [
+            "arm",
+            "final SLM acc. (%)",
+            "per seed",
+            "by round (mean)",
+            "client steps / run",
+            "steps to host's final",
+        ],
+        rows,
+    )
+    text += "\n" + markdown_table(
+        ["paired contrast", "difference (points)", "95% CI", "SE"],
+        [
+            [
+                label,
+                f"{100 * c['diff']:+.1f}",
+                f"[{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]",
+                f"{100 * c['se']:.1f}",
+            ]
+            for label, c in analysis["contrasts"].items()
+        ],
+    )
+    capture = analysis.get("capture")
+    if capture:
+        text += (
+            f"\nCapture (lada - random) / (oracle - random): {capture['ratio']:.2f} "
+            f"[{capture['ratio_ci_low']:.2f}, {capture['ratio_ci_high']:.2f}]"
+        )
+        if "rho_loss" in capture:
+            rho = capture["rho_loss"]
+            text += (
+                f"; RHO-LOSS (rho_loss - random) / (oracle - random): {rho['ratio']:.2f} "
+                f"[{rho['ratio_ci_low']:.2f}, {rho['ratio_ci_high']:.2f}]"
+            )
+        text += "\n"
+    headroom = analysis.get("headroom")
+    if headroom is not None:
+        verdict = "valid" if analysis["valid_setting"] else "TOO SMALL TO DECIDE"
+        text += f"Headroom (oracle - random): {100 * headroom:+.1f} points: {verdict}\n"
+    console.print(text)
+    return text
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for arm, row in result["analysis"]["arms"].items():
+        mean = [100 * v for v in row["round_mean"]]
+        band = [100 * v for v in row["round_ci95"]]
+        xs = list(range(len(mean)))
+        ax.plot(xs, mean, marker="o", label=arm)
+        ax.fill_between(
+            xs, [m - b for m, b in zip(mean, band)], [m + b for m, b in zip(mean, band)], alpha=0.15
+        )
+    ax.set_xlabel("round")
+    ax.set_ylabel("mean SLM accuracy (%)")
+    ax.set_title("FedCoT arms at equal optimizer steps (mean over seeds, 95% CI)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--jobs", type=int, default=2, help="Arms run at once (processes).")
+    parser.add_argument("--tag", default="", help="Suffix of the result files (e.g. dev).")
+
+
+def main() -> None:
+    parser = base_parser(__doc__ or "")
+    add_arguments(parser)
+    args = parser.parse_args()
+    args.seeds = args.seeds or ([0] if args.quick else list(REPORT_SEEDS))
+    if args.cache_dir is None:
+        args.cache_dir = RESULTS / "proof_runs" / (args.tag or ("quick" if args.quick else "main"))
+    started = time.perf_counter()
+    setup_environment(args.threads)
+    console = make_console()
+    results = run_all(args, console)
+    arms = [a for a in ARMS if a in args.arms or (a == "lada" and set(args.arms) & set(MATCHED))]
+    result = {
+        "command": "python benchmarks/proof.py " + " ".join(os.sys.argv[1:]),
+        "config": str(Path(args.config).resolve().relative_to(ROOT)),
+        "overrides": (QUICK if args.quick else []) + list(args.overrides),
+        "seeds": args.seeds,
+        "analysis": analyse(results, arms, args.seeds),
+        "machine": machine_info(),
+        "git": git_commit(),
+    }
+    name = "proof" + (f"_{args.tag}" if args.tag else "") + ("_quick" if args.quick else "")
+    table = report(result, console)
+    result["table_markdown"] = table
+    out = args.out or RESULTS / f"{name}.json"
+    (out.with_suffix(".md")).write_text(table)
+    plot(result, ROOT / "docs" / "results" / f"{name}.png")
+    console.print(f"wrote {write_result(name, result, out, started)}")
+
+
+if __name__ == "__main__":
+    main()
