@@ -163,9 +163,7 @@ def write_teacher_paths(base: ExperimentConfig, seed: int, root: Path) -> None:
 
 def run_job(job: Job) -> dict[str, Any]:
     """Run (or resume, or read back) one arm at one seed; returns its per-item results."""
-    import torch
-
-    torch.set_num_threads(job.threads)
+    setup_environment(job.threads)  # a spawned worker: its own threads, no progress bars
     root = Path(job.root)
     folder = arm_dir(root, job.arm, job.seed)
     items_file = folder / "items.json"
@@ -352,6 +350,40 @@ def _own_domain_share(result: dict[str, Any]) -> list[float | None]:
     ]
 
 
+def _mean_rows(rows: list[list[float | None]]) -> list[float | None]:
+    """Column means of ragged rows, ignoring missing values."""
+    width = max((len(r) for r in rows), default=0)
+    out: list[float | None] = []
+    for k in range(width):
+        values = [r[k] for r in rows if k < len(r) and r[k] is not None]
+        out.append(sum(values) / len(values) if values else None)
+    return out
+
+
+def _reward_means(result: dict[str, Any]) -> list[float | None]:
+    """Per round, the mean reward the clients' filters were trained on."""
+    by_round: dict[int, list[float]] = {}
+    for record in result["selections"]:
+        mean = (record.get("rewards") or {}).get("reward_mean")
+        if mean is not None and mean == mean:
+            by_round.setdefault(record["round"], []).append(mean)
+    last = max(by_round, default=0)
+    return [
+        sum(by_round[r]) / len(by_round[r]) if by_round.get(r) else None for r in range(1, last + 1)
+    ]
+
+
+def _gold_share(results: list[dict[str, Any]]) -> float:
+    """Share of LaDa's training pairs whose positive is the gold path (teacher path wrong)."""
+    gold = pairs = 0
+    for result in results:
+        for record in result["selections"]:
+            counts = record.get("pairs") or {}
+            gold += counts.get("gold_fallback", 0)
+            pairs += counts.get("n_pairs", 0)
+    return gold / pairs if pairs else 0.0
+
+
 def analyse(
     results: dict[tuple[str, int], dict[str, Any]], arms: Sequence[str], seeds: Sequence[int]
 ) -> dict[str, Any]:
@@ -381,6 +413,11 @@ def analyse(
             ).tolist(),
             "client_steps_per_run": float(np.sum(steps) / len(seeds)),
             "own_domain_share_by_round": [_own_domain_share(results[(arm, s)]) for s in seeds],
+            "own_domain_share_mean": _mean_rows(
+                [_own_domain_share(results[(arm, s)]) for s in seeds]
+            ),
+            "gold_fallback_share": _gold_share([results[(arm, s)] for s in seeds]),
+            "reward_mean_by_round": _mean_rows([_reward_means(results[(arm, s)]) for s in seeds]),
             "seconds": [results[(arm, s)]["seconds"] for s in seeds],
         }
     contrasts = {}
@@ -494,6 +531,24 @@ def report(result: dict[str, Any], console: Console) -> str:
                 f"[{rho['ratio_ci_low']:.2f}, {rho['ratio_ci_high']:.2f}]"
             )
         text += "\n"
+    shares = {
+        arm: row["own_domain_share_mean"]
+        for arm, row in arms.items()
+        if any(v is not None for v in row["own_domain_share_mean"])
+    }
+    if shares:
+        width = max(len(v) for v in shares.values())
+        text += "\n" + markdown_table(
+            ["arm", *[f"own domain, round {r + 1}" for r in range(width)], "gold positives"],
+            [
+                [
+                    arm,
+                    *[("" if v is None else f"{100 * v:.0f}%") for v in values],
+                    f"{100 * arms[arm]['gold_fallback_share']:.0f}%",
+                ]
+                for arm, values in shares.items()
+            ],
+        )
     headroom = analysis.get("headroom")
     if headroom is not None:
         verdict = "valid" if analysis["valid_setting"] else "TOO SMALL TO DECIDE"

@@ -8,6 +8,7 @@ import pytest
 
 from lada.experiments.config import load_config
 from lada.models.presets import HUB_PRESETS, TINY_PRESETS
+from lada.models.shipped import SHIPPED
 from lada.tasks.gym_suite import SUITES
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
@@ -21,7 +22,7 @@ def test_configs_are_shipped() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_shipped_config_is_valid_and_names_known_models(path: Path) -> None:
     config = load_config(path)
-    known = set(TINY_PRESETS) | set(HUB_PRESETS) | {"smollm2-135m"}
+    known = set(TINY_PRESETS) | set(HUB_PRESETS) | set(SHIPPED) | {"smollm2-135m"}
     assert config.llm.preset in known
     assert all(spec.preset in known for spec in config.slms)
     if config.data.suite is not None:
@@ -45,8 +46,9 @@ def test_tiny_models_train_at_or_below_their_presets_rate(path: Path) -> None:
     nothing at 3e-3; docs/results.md), so no shipped config may train one faster."""
     config = load_config(path)
     for spec in config.slms:
-        if spec.preset in TINY_PRESETS:
-            assert spec.learning_rate <= TINY_PRESETS[spec.preset].learning_rate, spec.preset
+        arch = SHIPPED[spec.preset].pretrain.preset if spec.preset in SHIPPED else spec.preset
+        if arch in TINY_PRESETS:
+            assert spec.learning_rate <= TINY_PRESETS[arch].learning_rate, spec.preset
     if config.llm.pretrain is not None and config.llm.preset in TINY_PRESETS:
         assert config.llm.pretrain.learning_rate <= TINY_PRESETS[config.llm.preset].learning_rate
 
@@ -57,6 +59,14 @@ def test_the_tiny_host_configs_share_one_pretrained_teacher() -> None:
     keys = {
         path.stem: load_config(path).llm.pretrain.model_copy(update={"preset": "tiny-10m"}).key()
         for path in CONFIGS
-        if path.stem in {"quickstart", "fedcot", "fedcollm", "fedmkt", "crosslm"}
+        if path.stem in {"fedcot", "fedcollm", "fedmkt", "crosslm"}
     }
-    assert len(keys) == 5 and len(set(keys.values())) == 1, keys
+    assert len(keys) == 4 and len(set(keys.values())) == 1, keys
+
+
+@pytest.mark.parametrize("name", ["quickstart", "proof"])
+def test_quickstart_and_proof_need_no_pretraining(name: str) -> None:
+    """A fresh machine runs them at once: teacher and students are shipped weights."""
+    config = load_config(Path(__file__).parents[1] / "configs" / f"{name}.toml")
+    assert config.llm.preset in SHIPPED
+    assert all(spec.preset in SHIPPED for spec in config.slms)

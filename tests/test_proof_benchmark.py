@@ -1,0 +1,86 @@
+"""The decisive experiment's machinery: arm configs, paired statistics and selection logs (the
+full table is `python benchmarks/proof.py`, a smoke run `--quick`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+
+import proof  # noqa: E402
+
+from lada.experiments.config import load_config  # noqa: E402
+
+
+def test_paired_bootstrap_is_centred_on_the_paired_difference() -> None:
+    rng = np.random.default_rng(0)
+    a = [rng.integers(0, 2, 400) for _ in range(3)]
+    b = [np.where(rng.random(400) < 0.3, 0, x) for x in a]  # b loses ~30% of a's correct items
+    out = proof.paired_bootstrap(a, b)
+    diff = np.concatenate(a).mean() - np.concatenate(b).mean()
+    assert out["diff"] == pytest.approx(diff)
+    assert out["ci_low"] < diff < out["ci_high"] and out["ci_low"] > 0
+    same = proof.paired_bootstrap(a, a)
+    assert same["diff"] == same["ci_low"] == same["ci_high"] == 0.0
+
+
+def test_capture_ratio_uses_the_oracle_headroom() -> None:
+    ones, zeros = [np.ones(100, int)], [np.zeros(100, int)]
+    half = [np.array([1, 0] * 50)]
+    out = proof.paired_bootstrap(half, zeros, ones, zeros)
+    assert out["ratio"] == pytest.approx(0.5)
+    assert 0.3 < out["ratio_ci_low"] <= 0.5 <= out["ratio_ci_high"] < 0.7
+
+
+def test_own_domain_share_and_gold_share_read_the_selection_log() -> None:
+    result = {
+        "clients": {"0": {"domains": ["gcd"]}, "1": {"domains": ["lcm"]}},
+        "selections": [
+            {
+                "round": 1,
+                "party": "client_0",
+                "domains": ["gcd", "gcd", "lcm", "x"],
+                "pairs": {"gold_fallback": 1, "n_pairs": 4},
+            },
+            {
+                "round": 2,
+                "party": "client_1",
+                "domains": ["lcm"],
+                "pairs": {"gold_fallback": 0, "n_pairs": 1},
+                "rewards": {"reward_mean": 0.5},
+            },
+        ],
+    }
+    assert proof._own_domain_share(result) == [0.5, 1.0]
+    assert proof._gold_share([result]) == pytest.approx(0.2)
+    assert proof._reward_means(result) == [None, 0.5]
+
+
+def test_steps_to_reach_the_hosts_final_accuracy() -> None:
+    arms = {
+        "host": {"round_mean": [0.1, 0.2, 0.3], "client_steps_per_run": 480.0},
+        "fast": {"round_mean": [0.1, 0.35, 0.5], "client_steps_per_run": 480.0},
+        "slow": {"round_mean": [0.1, 0.15, 0.2], "client_steps_per_run": 480.0},
+    }
+    assert proof._steps_to_host(arms) == {"host": 480, "fast": 240, "slow": None}
+
+
+def test_every_arm_is_a_valid_config_at_equal_steps(tmp_path: Path) -> None:
+    base = load_config(proof.CONFIG)
+    lada_run = proof.arm_dir(tmp_path, "lada", 0) / "run"
+    lada_run.mkdir(parents=True)
+    record = {"round": 1, "party": "client_0", "filter": "llm->slm_0", "item_ids": ["a", "b"]}
+    (lada_run / "selections.jsonl").write_text(json.dumps(record) + "\n")
+    configs = {arm: proof.arm_config(base, arm, 0, tmp_path) for arm in proof.ARMS}
+    assert {c.budget.client_steps for c in configs.values()} == {base.budget.client_steps}
+    assert not configs["host"].lada_enabled and configs["host_gate"].host.correctness_gate
+    for arm in proof.MATCHED:
+        assert configs[arm].lada.match_counts == {"llm->slm_0": [2]}
+        assert configs[arm].lada.selection_mode == arm
+    assert configs["sft_only"].lada.cd_weight == 0.0
+    assert not configs["no_gate"].lada.correctness_gate
