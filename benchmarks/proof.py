@@ -26,6 +26,11 @@ receiver's own domain, per round). It writes JSON, a Markdown table and a plot.
     python benchmarks/proof.py                                  # seeds 0-4, every arm
     python benchmarks/proof.py --seeds 100 101 102 --tag dev    # development seeds
     python benchmarks/proof.py --quick                          # a smoke run (tests)
+    python benchmarks/proof.py --host fedcollm --seeds 0 1 2    # host and host + LaDa on FedCoLLM
+
+With `--host fedcollm|fedmkt|crosslm` the same setting runs on another host (`HOSTS`): host alone
+and host + LaDa (and host + gate where the host has that option), with the LLM trained too and
+scored before and after (the SLM -> LLM direction), in `proof_<host>.json`.
 """
 
 from __future__ import annotations
@@ -75,6 +80,26 @@ ARMS: dict[str, dict[str, Any]] = {
     "no_gate": {"lada_enabled": True, "lada.correctness_gate": False},
     "sft_only": {"lada_enabled": True, "lada.cd_weight": 0.0},
 }
+#: Host -> overrides that put the same setting (pool, clients, bases, client budget) on it. FedCoT
+#: is the setting itself; the others also train the LLM (`budget.server_steps` of its own per
+#: round), so their runs score the LLM before and after. FedCoLLM averages LoRA adapters (it needs
+#: one on the SLMs); FedMKT and CrossLM take the SLMs as they are.
+HOSTS: dict[str, tuple[str, ...]] = {
+    "fedcot": (),
+    "fedcollm": (
+        "host.name=fedcollm",
+        "slms.0.lora.r=8",
+        "slms.0.lora.alpha=16.0",
+        "budget.server_steps=20",
+        "evaluation.llm_rounds=first_last",
+    ),
+    "fedmkt": ("host.name=fedmkt", "budget.server_steps=20", "evaluation.llm_rounds=first_last"),
+    "crosslm": ("host.name=crosslm", "budget.server_steps=20", "evaluation.llm_rounds=first_last"),
+}
+#: Arms the other hosts run by default: the host's gate variant only where the host has the
+#: option (FedCoLLM and FedMKT distil on the items' gold paths and CrossLM's generated items have
+#: no answer independent of the LLM's, so a gate would replace nothing there).
+HOST_ARMS = ("host", "lada", "host_gate")
 #: Arms that take exactly the item count the 'lada' arm took, pair by pair and round by round.
 MATCHED = ("random", "oracle", "rho_loss")
 #: Arms run first: the comparison itself and the headroom it is judged against.
@@ -178,8 +203,9 @@ def run_job(job: Job) -> dict[str, Any]:
         if (run_dir / "checkpoints").exists():
             runner = Runner(config, run_dir=run_dir, console=quiet, resume=True)
         else:
-            runner = Runner(config, run_dir=run_dir, console=quiet, evaluate_llm=False)
-            if config.host.name == "fedcot":
+            frozen = config.host.name == "fedcot"
+            runner = Runner(config, run_dir=run_dir, console=quiet, evaluate_llm=not frozen)
+            if frozen:
                 from lada.hosts.payloads import PublicPaths
 
                 shared = json.loads(teacher_paths_file(root, job.seed).read_text())
@@ -237,10 +263,11 @@ def _per_item_results(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]
 def run_all(args: argparse.Namespace, console: Console) -> dict[tuple[str, int], dict[str, Any]]:
     """Every (arm, seed): the teacher's paths first, then unmatched arms, then matched ones."""
     root = Path(args.cache_dir)
-    overrides = tuple(QUICK if args.quick else []) + tuple(args.overrides)
+    overrides = HOSTS[args.host] + tuple(QUICK if args.quick else []) + tuple(args.overrides)
     base = load_config(args.config, list(overrides))
-    for seed in args.seeds:
-        write_teacher_paths(base, seed, root)
+    if base.host.name == "fedcot":  # a frozen LLM: its paths are shared by every arm
+        for seed in args.seeds:
+            write_teacher_paths(base, seed, root)
     done: dict[tuple[str, int], dict[str, Any]] = {}
     arms = [a for a in args.arms if a in ARMS]
     if any(a in MATCHED for a in arms) and "lada" not in arms:
@@ -334,6 +361,20 @@ def paired_bootstrap(
     return out
 
 
+def _steps_per_model(budget: list[dict[str, Any]]) -> tuple[float, float]:
+    """Optimizer steps one SLM and the LLM took over a run's rounds (round 0 is setup).
+
+    An SLM's steps are its client's mean plus those of a global SLM the server trains for every
+    client (FedCoLLM's aggregated adapter), so host and host + LaDa compare per model."""
+    slm = llm = 0.0
+    for spent in budget[1:]:
+        clients = [v.get("steps", 0) for k, v in spent.items() if k.startswith("client_")]
+        slm += sum(clients) / len(clients) if clients else 0.0
+        slm += sum(v.get("steps", 0) for k, v in spent.items() if k.startswith("server/"))
+        llm += spent.get("server", {}).get("steps", 0)
+    return slm, llm
+
+
 def _own_domain_share(result: dict[str, Any]) -> list[float | None]:
     """Per round, the share of the items the clients' selections took from their own domains."""
     domains = {f"client_{cid}": set(c["domains"]) for cid, c in result["clients"].items()}
@@ -373,6 +414,12 @@ def _reward_means(result: dict[str, Any]) -> list[float | None]:
     ]
 
 
+def _llm(result: dict[str, Any], when: str) -> float | None:
+    """The LLM's accuracy on the union of the clients' test items at the run's start or end."""
+    value = result["summary"].get(when, {}).get("llm_accuracy")
+    return None if value is None else float(value)
+
+
 def _gold_share(results: list[dict[str, Any]]) -> float:
     """Share of LaDa's training pairs whose positive is the gold path (teacher path wrong)."""
     gold = pairs = 0
@@ -393,13 +440,7 @@ def analyse(
     for arm in arms:
         finals = [_pooled(results[(arm, s)]) for s in seeds]
         curves = np.array([results[(arm, s)]["round_accuracy"] for s in seeds])
-        steps = [
-            spent.get("steps", 0)
-            for s in seeds
-            for r in results[(arm, s)]["budget"][1:]
-            for party, spent in r.items()
-            if party.startswith("client_")
-        ]
+        spent = [_steps_per_model(results[(arm, s)]["budget"]) for s in seeds]
         per_arm[arm] = {
             "per_seed": dict(zip(map(str, seeds), finals)),
             "mean": float(np.mean(finals)),
@@ -411,7 +452,8 @@ def analyse(
                 if len(seeds) > 1
                 else 0 * curves[0]
             ).tolist(),
-            "client_steps_per_run": float(np.sum(steps) / len(seeds)),
+            "slm_steps_per_run": float(np.mean([slm for slm, _ in spent])),
+            "llm_steps_per_run": float(np.mean([llm for _, llm in spent])),
             "own_domain_share_by_round": [_own_domain_share(results[(arm, s)]) for s in seeds],
             "own_domain_share_mean": _mean_rows(
                 [_own_domain_share(results[(arm, s)]) for s in seeds]
@@ -419,6 +461,9 @@ def analyse(
             "gold_fallback_share": _gold_share([results[(arm, s)] for s in seeds]),
             "reward_mean_by_round": _mean_rows([_reward_means(results[(arm, s)]) for s in seeds]),
             "seconds": [results[(arm, s)]["seconds"] for s in seeds],
+            # The SLM -> LLM direction, where the host trains the LLM (None: not scored).
+            "llm_accuracy_start": [_llm(results[(arm, s)], "start") for s in seeds],
+            "llm_accuracy_final": [_llm(results[(arm, s)], "final") for s in seeds],
         }
     contrasts = {}
     for label, a, b in CONTRASTS:
@@ -474,7 +519,7 @@ def _steps_to_host(per_arm: dict[str, Any]) -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for arm, row in per_arm.items():
         rounds = len(row["round_mean"]) - 1
-        per_round = row["client_steps_per_run"] / max(rounds, 1)
+        per_round = row["slm_steps_per_run"] / max(rounds, 1)
         reached = next((r for r, acc in enumerate(row["round_mean"]) if acc >= target), None)
         out[arm] = None if reached is None else int(round(reached * per_round))
     return out
@@ -490,7 +535,8 @@ def report(result: dict[str, Any], console: Console) -> str:
             f"{100 * row['mean']:.1f} ± {100 * row['sd']:.1f}",
             " / ".join(f"{100 * v:.1f}" for v in row["per_seed"].values()),
             " → ".join(f"{100 * v:.1f}" for v in row["round_mean"]),
-            f"{row['client_steps_per_run']:.0f}",
+            f"{row['slm_steps_per_run']:.0f}",
+            f"{row['llm_steps_per_run']:.0f}",
             str(analysis["steps_to_host_final"].get(arm, "")),
         ]
         for arm, row in arms.items()
@@ -501,7 +547,8 @@ def report(result: dict[str, Any], console: Console) -> str:
             "final SLM acc. (%)",
             "per seed",
             "by round (mean)",
-            "client steps / run",
+            "steps / SLM",
+            "LLM steps",
             "steps to host's final",
         ],
         rows,
@@ -549,6 +596,20 @@ def report(result: dict[str, Any], console: Console) -> str:
                 for arm, values in shares.items()
             ],
         )
+    llm_rows = [
+        [
+            arm,
+            " / ".join(f"{100 * v:.1f}" for v in row["llm_accuracy_start"]),
+            " / ".join(f"{100 * v:.1f}" for v in row["llm_accuracy_final"]),
+        ]
+        for arm, row in arms.items()
+        if None not in row["llm_accuracy_start"] + row["llm_accuracy_final"]
+    ]
+    if llm_rows:
+        text += "\n" + markdown_table(
+            ["arm", "LLM acc. at round 0 (%, per seed)", "LLM acc. at the end (%, per seed)"],
+            llm_rows,
+        )
     headroom = analysis.get("headroom")
     if headroom is not None:
         verdict = "valid" if analysis["valid_setting"] else "TOO SMALL TO DECIDE"
@@ -574,7 +635,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         )
     ax.set_xlabel("round")
     ax.set_ylabel("mean SLM accuracy (%)")
-    ax.set_title("FedCoT arms at equal optimizer steps (mean over seeds, 95% CI)")
+    host = result.get("host", "fedcot")
+    ax.set_title(f"{host} arms at equal optimizer steps (mean over seeds, 95% CI)")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -582,9 +644,23 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def host_arms(args: argparse.Namespace) -> list[str]:
+    """HOST_ARMS less the gate variant when the host has no `correctness_gate` option."""
+    base = load_config(args.config, list(HOSTS[args.host]))
+    gate = "correctness_gate" in type(base.host).model_fields
+    return [a for a in HOST_ARMS if a != "host_gate" or gate]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=CONFIG)
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument(
+        "--host",
+        default="fedcot",
+        choices=list(HOSTS),
+        help="Host to run the setting on (default FedCoT, the full table; the others run "
+        "host, host + LaDa and host + gate where the host has a gate).",
+    )
+    parser.add_argument("--arms", nargs="+", default=None, choices=list(ARMS))
     parser.add_argument("--jobs", type=int, default=2, help="Arms run at once (processes).")
     parser.add_argument("--tag", default="", help="Suffix of the result files (e.g. dev).")
 
@@ -594,6 +670,10 @@ def main() -> None:
     add_arguments(parser)
     args = parser.parse_args()
     args.seeds = args.seeds or ([0] if args.quick else list(REPORT_SEEDS))
+    if args.host != "fedcot":
+        args.tag = args.tag or args.host
+    if args.arms is None:
+        args.arms = list(ARMS) if args.host == "fedcot" else host_arms(args)
     if args.cache_dir is None:
         args.cache_dir = RESULTS / "proof_runs" / (args.tag or ("quick" if args.quick else "main"))
     started = time.perf_counter()
@@ -604,7 +684,8 @@ def main() -> None:
     result = {
         "command": "python benchmarks/proof.py " + " ".join(os.sys.argv[1:]),
         "config": str(Path(args.config).resolve().relative_to(ROOT)),
-        "overrides": (QUICK if args.quick else []) + list(args.overrides),
+        "host": args.host,
+        "overrides": list(HOSTS[args.host]) + (QUICK if args.quick else []) + list(args.overrides),
         "seeds": args.seeds,
         "analysis": analyse(results, arms, args.seeds),
         "machine": machine_info(),

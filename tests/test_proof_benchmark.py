@@ -61,11 +61,20 @@ def test_own_domain_share_and_gold_share_read_the_selection_log() -> None:
     assert proof._reward_means(result) == [None, 0.5]
 
 
+def test_steps_are_counted_per_model_with_a_server_side_global_slm() -> None:
+    rounds = [
+        {"client_0": {"steps": 0}, "server": {"steps": 0}},  # round 0: setup, not counted
+        {"client_0": {"steps": 80}, "client_1": {"steps": 80}, "server": {"steps": 20}},
+        {"client_0": {"steps": 0}, "client_1": {"steps": 0}, "server/slm_global": {"steps": 80}},
+    ]
+    assert proof._steps_per_model(rounds) == (160.0, 20.0)
+
+
 def test_steps_to_reach_the_hosts_final_accuracy() -> None:
     arms = {
-        "host": {"round_mean": [0.1, 0.2, 0.3], "client_steps_per_run": 480.0},
-        "fast": {"round_mean": [0.1, 0.35, 0.5], "client_steps_per_run": 480.0},
-        "slow": {"round_mean": [0.1, 0.15, 0.2], "client_steps_per_run": 480.0},
+        "host": {"round_mean": [0.1, 0.2, 0.3], "slm_steps_per_run": 480.0},
+        "fast": {"round_mean": [0.1, 0.35, 0.5], "slm_steps_per_run": 480.0},
+        "slow": {"round_mean": [0.1, 0.15, 0.2], "slm_steps_per_run": 480.0},
     }
     assert proof._steps_to_host(arms) == {"host": 480, "fast": 240, "slow": None}
 
@@ -84,3 +93,19 @@ def test_every_arm_is_a_valid_config_at_equal_steps(tmp_path: Path) -> None:
         assert configs[arm].lada.selection_mode == arm
     assert configs["sft_only"].lada.cd_weight == 0.0
     assert not configs["no_gate"].lada.correctness_gate
+
+
+@pytest.mark.parametrize("host", sorted(set(proof.HOSTS) - {"fedcot"}))
+def test_other_hosts_run_the_same_setting_and_train_the_llm(host: str) -> None:
+    base = load_config(proof.CONFIG)
+    config = load_config(proof.CONFIG, list(proof.HOSTS[host]))
+    assert config.host.name == host
+    # Same pool, clients, bases, test items and client budget: only the host changes.
+    assert config.data == base.data and config.budget.client_steps == base.budget.client_steps
+    assert [s.preset for s in config.slms] == [s.preset for s in base.slms]
+    assert config.llm.preset == base.llm.preset
+    assert config.budget.server_steps > 0 and config.evaluation.llm_rounds != "none"
+    args = proof.argparse.Namespace(config=proof.CONFIG, host=host)
+    arms = proof.host_arms(args)
+    assert arms[:2] == ["host", "lada"]
+    assert ("host_gate" in arms) == ("correctness_gate" in type(config.host).model_fields)
