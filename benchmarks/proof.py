@@ -186,6 +186,18 @@ def write_teacher_paths(base: ExperimentConfig, seed: int, root: Path) -> None:
     os.replace(partial, path)
 
 
+def read_finished(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, Any]]:
+    """The (arm, seed) runs of `args` whose per-item results are already in the cache."""
+    root = Path(args.cache_dir)
+    found = {}
+    for arm in args.arms:
+        for seed in args.seeds:
+            items = arm_dir(root, arm, seed) / "items.json"
+            if items.exists():
+                found[(arm, seed)] = json.loads(items.read_text())
+    return found
+
+
 def run_job(job: Job) -> dict[str, Any]:
     """Run (or resume, or read back) one arm at one seed; returns its per-item results."""
     setup_environment(job.threads)  # a spawned worker: its own threads, no progress bars
@@ -438,56 +450,64 @@ def analyse(
 
     per_arm: dict[str, Any] = {}
     for arm in arms:
-        finals = [_pooled(results[(arm, s)]) for s in seeds]
-        curves = np.array([results[(arm, s)]["round_accuracy"] for s in seeds])
-        spent = [_steps_per_model(results[(arm, s)]["budget"]) for s in seeds]
+        own = [s for s in seeds if (arm, s) in results]  # an interrupted table: what ran
+        if not own:
+            continue
+        finals = [_pooled(results[(arm, s)]) for s in own]
+        curves = np.array([results[(arm, s)]["round_accuracy"] for s in own])
+        spent = [_steps_per_model(results[(arm, s)]["budget"]) for s in own]
         per_arm[arm] = {
-            "per_seed": dict(zip(map(str, seeds), finals)),
+            "seeds": own,
+            "per_seed": dict(zip(map(str, own), finals)),
             "mean": float(np.mean(finals)),
             "sd": float(np.std(finals, ddof=1)) if len(finals) > 1 else 0.0,
-            "n_items_per_run": int(len(_vectors(results, arm, seeds[:1])[0])),
+            "n_items_per_run": int(len(_vectors(results, arm, own[:1])[0])),
             "round_mean": curves.mean(0).tolist(),
             "round_ci95": (
-                1.96 * curves.std(0, ddof=1) / np.sqrt(len(seeds))
-                if len(seeds) > 1
-                else 0 * curves[0]
+                1.96 * curves.std(0, ddof=1) / np.sqrt(len(own)) if len(own) > 1 else 0 * curves[0]
             ).tolist(),
             "slm_steps_per_run": float(np.mean([slm for slm, _ in spent])),
             "llm_steps_per_run": float(np.mean([llm for _, llm in spent])),
-            "own_domain_share_by_round": [_own_domain_share(results[(arm, s)]) for s in seeds],
+            "own_domain_share_by_round": [_own_domain_share(results[(arm, s)]) for s in own],
             "own_domain_share_mean": _mean_rows(
-                [_own_domain_share(results[(arm, s)]) for s in seeds]
+                [_own_domain_share(results[(arm, s)]) for s in own]
             ),
-            "gold_fallback_share": _gold_share([results[(arm, s)] for s in seeds]),
-            "reward_mean_by_round": _mean_rows([_reward_means(results[(arm, s)]) for s in seeds]),
-            "seconds": [results[(arm, s)]["seconds"] for s in seeds],
+            "gold_fallback_share": _gold_share([results[(arm, s)] for s in own]),
+            "reward_mean_by_round": _mean_rows([_reward_means(results[(arm, s)]) for s in own]),
+            "seconds": [results[(arm, s)]["seconds"] for s in own],
             # The SLM -> LLM direction, where the host trains the LLM (None: not scored).
-            "llm_accuracy_start": [_llm(results[(arm, s)], "start") for s in seeds],
-            "llm_accuracy_final": [_llm(results[(arm, s)], "final") for s in seeds],
+            "llm_accuracy_start": [_llm(results[(arm, s)], "start") for s in own],
+            "llm_accuracy_final": [_llm(results[(arm, s)], "final") for s in own],
         }
     contrasts = {}
     for label, a, b in CONTRASTS:
         if a in per_arm and b in per_arm:
+            both = _common(results, seeds, a, b)
             contrasts[label] = {
                 "a": a,
                 "b": b,
-                **paired_bootstrap(_vectors(results, a, seeds), _vectors(results, b, seeds)),
+                "seeds": both,
+                **paired_bootstrap(_vectors(results, a, both), _vectors(results, b, both)),
             }
     capture = None
     if all(x in per_arm for x in ("lada", "random", "oracle")):
+        both = _common(results, seeds, "lada", "random", "oracle")
         capture = paired_bootstrap(
-            _vectors(results, "lada", seeds),
-            _vectors(results, "random", seeds),
-            _vectors(results, "oracle", seeds),
-            _vectors(results, "random", seeds),
+            _vectors(results, "lada", both),
+            _vectors(results, "random", both),
+            _vectors(results, "oracle", both),
+            _vectors(results, "random", both),
         )
+        capture["seeds"] = both
         if "rho_loss" in per_arm:
+            rho = _common(results, seeds, "rho_loss", "random", "oracle")
             capture["rho_loss"] = paired_bootstrap(
-                _vectors(results, "rho_loss", seeds),
-                _vectors(results, "random", seeds),
-                _vectors(results, "oracle", seeds),
-                _vectors(results, "random", seeds),
+                _vectors(results, "rho_loss", rho),
+                _vectors(results, "random", rho),
+                _vectors(results, "oracle", rho),
+                _vectors(results, "random", rho),
             )
+            capture["rho_loss"]["seeds"] = rho
     efficiency = _steps_to_host(per_arm)
     headroom = contrasts.get("headroom: oracle vs random", {}).get("diff")
     return {
@@ -499,6 +519,11 @@ def analyse(
         "valid_setting": headroom is not None and headroom >= HEADROOM_GOAL,
         "seed_spread_max": max((v["sd"] for v in per_arm.values()), default=0.0),
     }
+
+
+def _common(results: dict[tuple[str, int], Any], seeds: Sequence[int], *arms: str) -> list[int]:
+    """The seeds every one of `arms` has finished: paired comparisons use only those."""
+    return [s for s in seeds if all((arm, s) in results for arm in arms)]
 
 
 def _ci95(curves: Any) -> Any:
@@ -532,6 +557,7 @@ def report(result: dict[str, Any], console: Console) -> str:
     rows = [
         [
             arm,
+            ", ".join(map(str, row["seeds"])),
             f"{100 * row['mean']:.1f} ± {100 * row['sd']:.1f}",
             " / ".join(f"{100 * v:.1f}" for v in row["per_seed"].values()),
             " → ".join(f"{100 * v:.1f}" for v in row["round_mean"]),
@@ -544,6 +570,7 @@ def report(result: dict[str, Any], console: Console) -> str:
     text = markdown_table(
         [
             "arm",
+            "seeds",
             "final SLM acc. (%)",
             "per seed",
             "by round (mean)",
@@ -554,10 +581,11 @@ def report(result: dict[str, Any], console: Console) -> str:
         rows,
     )
     text += "\n" + markdown_table(
-        ["paired contrast", "difference (points)", "95% CI", "SE"],
+        ["paired contrast", "seeds", "difference (points)", "95% CI", "SE"],
         [
             [
                 label,
+                ", ".join(map(str, c["seeds"])),
                 f"{100 * c['diff']:+.1f}",
                 f"[{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]",
                 f"{100 * c['se']:.1f}",
@@ -663,6 +691,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arms", nargs="+", default=None, choices=list(ARMS))
     parser.add_argument("--jobs", type=int, default=2, help="Arms run at once (processes).")
     parser.add_argument("--tag", default="", help="Suffix of the result files (e.g. dev).")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="Run nothing: report the (arm, seed) runs already finished in the cache (an "
+        "interrupted table; each arm over its own seeds, each contrast over the seeds both "
+        "arms finished).",
+    )
 
 
 def main() -> None:
@@ -679,7 +714,7 @@ def main() -> None:
     started = time.perf_counter()
     setup_environment(args.threads)
     console = make_console()
-    results = run_all(args, console)
+    results = read_finished(args) if args.report_only else run_all(args, console)
     arms = [a for a in ARMS if a in args.arms or (a == "lada" and set(args.arms) & set(MATCHED))]
     result = {
         "command": "python benchmarks/proof.py " + " ".join(os.sys.argv[1:]),

@@ -109,3 +109,29 @@ def test_other_hosts_run_the_same_setting_and_train_the_llm(host: str) -> None:
     arms = proof.host_arms(args)
     assert arms[:2] == ["host", "lada"]
     assert ("host_gate" in arms) == ("correctness_gate" in type(config.host).model_fields)
+
+
+def _fake_run(correct: list[int]) -> dict:
+    n = len(correct)
+    return {
+        "clients": {"0": {"correct": correct, "domains": ["chain_sum"]}},
+        "round_accuracy": [0.0, sum(correct) / n],
+        "budget": [{}, {"client_0": {"steps": 80}}],
+        "selections": [],
+        "summary": {"start": {"llm_accuracy": None}, "final": {"llm_accuracy": None}},
+        "seconds": 1.0,
+    }
+
+
+def test_an_interrupted_table_pairs_each_contrast_over_the_seeds_both_arms_finished() -> None:
+    results = {
+        ("host", 0): _fake_run([0, 0, 1, 1]),
+        ("host", 1): _fake_run([0, 0, 0, 0]),
+        ("lada", 0): _fake_run([1, 1, 1, 1]),  # lada seed 1 never finished
+    }
+    out = proof.analyse(results, ["host", "lada", "oracle"], [0, 1])
+    assert out["arms"]["host"]["seeds"] == [0, 1] and out["arms"]["lada"]["seeds"] == [0]
+    assert "oracle" not in out["arms"] and out["capture"] is None
+    contrast = out["contrasts"]["LaDa vs host"]
+    assert contrast["seeds"] == [0]
+    assert contrast["diff"] == pytest.approx(0.5)  # seed 0 only: 1.0 - 0.5
