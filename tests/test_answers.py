@@ -195,3 +195,6 @@ def test_option_letter_beyond_the_choices_is_no_answer() -> None:
     assert not is_correct_final(hedged, item)
     assert is_correct_final("#### (A)\n", item)
     assert is_correct_final("#### 3\n", item)  # the choice's text maps to its letter
+    # the last letter inside the choices is an answer: the boundary sits between B and C
+    assert extract_answer("#### (B)\n", "option", item.choices) == "B"
+    assert final_answer("#### (B)\n", "option", item.choices) == "B"

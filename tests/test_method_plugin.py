@@ -93,11 +93,12 @@ def _own_paths(correct_ids: set[str]):  # type: ignore[no-untyped-def]
     return generate
 
 
+@pytest.mark.parametrize("alpha", [0.5, 0.2])  # 0.2: alpha and 1 - alpha swapped would show
 def test_four_hooks_make_a_round_and_rewards_match_hand_computation(
-    receiver: ReasoningModel,
+    receiver: ReasoningModel, alpha: float
 ) -> None:
     items = _items(12)
-    plugin = LadaPlugin(_config())
+    plugin = LadaPlugin(_config(alpha=alpha))
     local = [render_prompt(it) + gold_path(it) for it in items if it.domain == "sub"]
 
     selection = plugin.select(
@@ -134,7 +135,9 @@ def test_four_hooks_make_a_round_and_rewards_match_hand_computation(
     receiver_lp = receiver_at_start.sequence_logprobs(prompts, [c.path for c in kept]).numpy()
     assert batch_set.gap is not None
     assert batch_set.gap == pytest.approx(sender_lp - receiver_lp, rel=1e-5)
-    assert rewards.rewards == pytest.approx(mix(item_term(batch_set.gap), r_batch, 0.5), rel=1e-4)
+    assert rewards.rewards == pytest.approx(mix(item_term(batch_set.gap), r_batch, alpha), rel=1e-4)
+    by_hand = alpha / (1 + np.exp(-item_term(batch_set.gap))) + (1 - alpha) / (1 + np.exp(-r_batch))
+    assert rewards.rewards == pytest.approx(by_hand, rel=1e-4)
     assert rewards.item_ids == [p.item.id for p in batch_set.pairs]
 
     filt = plugin.filter(PAIR)
