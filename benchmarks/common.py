@@ -214,7 +214,7 @@ def write_result(name: str, payload: dict[str, Any], out: Path | None, started: 
     """Write a benchmark's JSON with the command, date, machine and commit it came from."""
     record = {
         "benchmark": name,
-        "command": " ".join(["python", *sys.argv]),
+        "command": " ".join(["python", *map(_portable, sys.argv)]),
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "wall_seconds": time.perf_counter() - started,
         "machine": machine_info(),
@@ -227,6 +227,15 @@ def write_result(name: str, payload: dict[str, Any], out: Path | None, started: 
     # Paths inside the repository are written relative to it: results do not name this machine.
     path.write_text(text.replace(json.dumps(str(ROOT) + "/")[1:-1], "") + "\n")
     return path
+
+
+def _portable(arg: str) -> str:
+    """An argument as a result file may record it: an absolute path outside the repository (a
+    cache folder, say) becomes `<name>`, so results do not name this machine's folders."""
+    path = Path(arg)
+    if path.is_absolute() and not path.resolve().is_relative_to(ROOT):
+        return f"<{path.name}>"
+    return arg
 
 
 def _jsonable(value: Any) -> Any:

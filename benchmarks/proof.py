@@ -717,7 +717,6 @@ def main() -> None:
     results = read_finished(args) if args.report_only else run_all(args, console)
     arms = [a for a in ARMS if a in args.arms or (a == "lada" and set(args.arms) & set(MATCHED))]
     result = {
-        "command": "python benchmarks/proof.py " + " ".join(os.sys.argv[1:]),
         "config": str(Path(args.config).resolve().relative_to(ROOT)),
         "host": args.host,
         "overrides": list(HOSTS[args.host]) + (QUICK if args.quick else []) + list(args.overrides),

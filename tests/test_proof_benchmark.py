@@ -135,3 +135,12 @@ def test_an_interrupted_table_pairs_each_contrast_over_the_seeds_both_arms_finis
     contrast = out["contrasts"]["LaDa vs host"]
     assert contrast["seeds"] == [0]
     assert contrast["diff"] == pytest.approx(0.5)  # seed 0 only: 1.0 - 0.5
+
+
+def test_result_commands_do_not_name_folders_outside_the_repository() -> None:
+    import common
+
+    assert common._portable("/somewhere/else/proof_runs") == "<proof_runs>"
+    inside = str(common.ROOT / "configs" / "proof.toml")
+    assert common._portable(inside) == inside  # written relative to the repository later
+    assert common._portable("--jobs") == "--jobs"
