@@ -49,8 +49,6 @@ from common import (
     RESULTS,
     ROOT,
     base_parser,
-    git_commit,
-    machine_info,
     make_console,
     markdown_table,
     setup_environment,
@@ -149,6 +147,16 @@ class Job:
     threads: int
 
 
+def frozen_llm(config: ExperimentConfig) -> bool:
+    """FedCoT never updates the LLM: one set of its paths serves every arm, and it is not scored."""
+    return config.host.name == "fedcot"
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The config overrides of a command: the host's, the smoke scale's, then the user's."""
+    return [*HOSTS[args.host], *(QUICK if args.quick else []), *args.overrides]
+
+
 def arm_dir(root: Path, arm: str, seed: int) -> Path:
     return root / arm / f"seed{seed}"
 
@@ -215,7 +223,7 @@ def run_job(job: Job) -> dict[str, Any]:
         if (run_dir / "checkpoints").exists():
             runner = Runner(config, run_dir=run_dir, console=quiet, resume=True)
         else:
-            frozen = config.host.name == "fedcot"
+            frozen = frozen_llm(config)
             runner = Runner(config, run_dir=run_dir, console=quiet, evaluate_llm=not frozen)
             if frozen:
                 from lada.hosts.payloads import PublicPaths
@@ -275,9 +283,9 @@ def _per_item_results(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]
 def run_all(args: argparse.Namespace, console: Console) -> dict[tuple[str, int], dict[str, Any]]:
     """Every (arm, seed): the teacher's paths first, then unmatched arms, then matched ones."""
     root = Path(args.cache_dir)
-    overrides = HOSTS[args.host] + tuple(QUICK if args.quick else []) + tuple(args.overrides)
+    overrides = tuple(_overrides(args))
     base = load_config(args.config, list(overrides))
-    if base.host.name == "fedcot":  # a frozen LLM: its paths are shared by every arm
+    if frozen_llm(base):  # its paths are written once and shared by every arm
         for seed in args.seeds:
             write_teacher_paths(base, seed, root)
     done: dict[tuple[str, int], dict[str, Any]] = {}
@@ -463,9 +471,7 @@ def analyse(
             "sd": float(np.std(finals, ddof=1)) if len(finals) > 1 else 0.0,
             "n_items_per_run": int(len(_vectors(results, arm, own[:1])[0])),
             "round_mean": curves.mean(0).tolist(),
-            "round_ci95": (
-                1.96 * curves.std(0, ddof=1) / np.sqrt(len(own)) if len(own) > 1 else 0 * curves[0]
-            ).tolist(),
+            "round_ci95": _ci95(curves).tolist(),
             "slm_steps_per_run": float(np.mean([slm for slm, _ in spent])),
             "llm_steps_per_run": float(np.mean([llm for _, llm in spent])),
             "own_domain_share_by_round": [_own_domain_share(results[(arm, s)]) for s in own],
@@ -719,11 +725,9 @@ def main() -> None:
     result = {
         "config": str(Path(args.config).resolve().relative_to(ROOT)),
         "host": args.host,
-        "overrides": list(HOSTS[args.host]) + (QUICK if args.quick else []) + list(args.overrides),
+        "overrides": _overrides(args),
         "seeds": args.seeds,
         "analysis": analyse(results, arms, args.seeds),
-        "machine": machine_info(),
-        "git": git_commit(),
     }
     name = "proof" + (f"_{args.tag}" if args.tag else "") + ("_quick" if args.quick else "")
     table = report(result, console)
