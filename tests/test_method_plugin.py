@@ -290,3 +290,33 @@ def test_prepare_writes_own_paths_to_the_hosts_limit_unless_overridden(
     assert caps == [176, 20]
     with pytest.raises(ValueError, match="negative_max_new_tokens"):
         same.prepare(receiver, selection)
+
+
+def test_distillation_batches_group_pairs_of_similar_length() -> None:
+    """Each pair once per pass; within one pool of batches, a batch holds neighbours in length
+    (positives and negatives share one padded forward, so random batches waste a third of it)."""
+    from lada.method.pairs import DistillPair
+    from lada.method.plugin import DistillBatchSet, PairLogprobs
+
+    items = _items(32)
+    rng = np.random.default_rng(3)
+    lengths = rng.permutation(np.arange(10, 10 + 32 * 5, 5))
+    pairs = [
+        DistillPair(it, "Q: x\nA: ", "y" * int(n), "z" * int(n // 2), "sender")
+        for it, n in zip(items, lengths, strict=True)
+    ]
+    zeros = torch.zeros(len(pairs), dtype=torch.float64)
+    batch_set = DistillBatchSet(
+        PAIR, 1, pairs, np.arange(len(pairs)), PairLogprobs(zeros, zeros), np.zeros(32), None
+    )
+    seen: list[str] = []
+    for batch in batch_set.batches(4, seed=0):  # 8 batches: one pool, sorted as a whole
+        widths = sorted(len(p) for p in batch.positives)
+        seen.extend(batch.positives)
+        rank = sorted(int(n) for n in lengths)
+        lo = rank.index(widths[0])
+        assert widths == rank[lo : lo + 4], "a batch mixes lengths from across the pool"
+    assert sorted(seen) == sorted(p.positive for p in pairs)
+    first = [b.positives for b in batch_set.batches(4, seed=0)]
+    assert first == [b.positives for b in batch_set.batches(4, seed=0)]  # seeded
+    assert first != [b.positives for b in batch_set.batches(4, seed=1)]  # reshuffled per pass
