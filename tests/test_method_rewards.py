@@ -72,3 +72,39 @@ def test_minmax_and_bad_input() -> None:
         minmax([0.0, float("nan")])
     with pytest.raises(ValueError, match="empty"):
         batch_value([])
+
+
+def test_item_reward_registry_matches_the_config_and_reads_what_it_names() -> None:
+    """Every kind the config accepts is registered, and each computes from the right columns."""
+    from typing import get_args
+
+    from lada.method.config import LadaConfig
+    from lada.method.rewards import ITEM_REWARDS, ItemMeasures, item_reward_kind
+
+    accepted = get_args(LadaConfig.model_fields["item_reward"].annotation)
+    assert set(accepted) == set(ITEM_REWARDS)
+    m = ItemMeasures(
+        loss_before=np.array([2.0, 1.0]),
+        loss_after=np.array([1.5, 1.2]),
+        ref_positive=np.array([-4.0, -3.0]),
+        ref_negative=np.array([-5.0, -2.0]),
+        policy_positive=np.array([-3.0, -3.5]),
+        policy_negative=np.array([-6.0, -2.5]),
+        gap=np.array([0.7, -0.1]),
+    )
+
+    def raw(name: str) -> np.ndarray:
+        kind = item_reward_kind(name)
+        return kind.raw(*kind.columns(m))
+
+    np.testing.assert_allclose(raw("loss_drop"), [0.5, -0.2])
+    np.testing.assert_allclose(raw("margin"), [(1.0) - (-1.0), (-0.5) - (-0.5)])
+    np.testing.assert_allclose(raw("gap"), [0.7, -0.1])
+    assert ITEM_REWARDS["gap"].needs_gap and not ITEM_REWARDS["margin"].needs_gap
+    assert ITEM_REWARDS["margin"].needs_negatives_after
+    assert not ITEM_REWARDS["loss_drop"].needs_negatives_after
+    unmeasured = ItemMeasures(loss_before=m.loss_before, loss_after=m.loss_after)
+    with pytest.raises(ValueError, match="'margin': needs policy_positive"):
+        item_reward_kind("margin").columns(unmeasured)
+    with pytest.raises(ValueError, match="unknown kind 'typo'; known: gap, margin, loss_drop"):
+        item_reward_kind("typo")

@@ -24,12 +24,13 @@ from lada.method.features import candidate_text, embed_texts, local_centroid
 from lada.method.filter import FilterChoice, FilterFit, LearnabilityFilter
 from lada.method.pairs import DistillPair, PairReport, build_pairs
 from lada.method.rewards import (
+    ItemMeasures,
+    ItemRewardKind,
     batch_value,
-    contrastive_margin,
     finite_rows,
+    item_reward_kind,
     item_term,
     learnability_gap,
-    loss_drop,
     mix,
     relative_decrease,
 )
@@ -114,7 +115,7 @@ class DistillBatchSet:
     kept: np.ndarray  # positions in `Selection.candidates` of the items that got a pair
     ref: PairLogprobs  # reference log-probs of positives and negatives (config normalisation)
     ref_losses: np.ndarray  # per-item token-mean NLL of the positive before training
-    gap: np.ndarray | None  # raw 'gap' item reward, when `item_reward == 'gap'`
+    gap: np.ndarray | None  # the learnability gap, when the item reward reads it (`needs_gap`)
     report: PairReport = field(default_factory=PairReport)
 
     def __len__(self) -> int:
@@ -377,7 +378,7 @@ class LadaPlugin:
             torch.as_tensor(logprobs[n:], dtype=torch.float64),
         )
         gap = None
-        if config.item_reward == "gap":
+        if item_reward_kind(config.item_reward).needs_gap:
             gap = self._gap(receiver, selection, pairs, kept, logprobs[:n])
         return DistillBatchSet(
             pair=selection.pair,
@@ -467,18 +468,10 @@ class LadaPlugin:
             return RoundRewards(
                 pair, selection.round_idx, ids, empty, empty, 0.0, float("nan"), float("nan"), None
             )
-        n = len(batch_set)
-        need_negatives = config.item_reward == "margin"
-        prompts = [p.prompt for p in batch_set.pairs]
-        paths = [p.positive for p in batch_set.pairs]
-        if need_negatives:
-            prompts, paths = prompts * 2, paths + [p.negative for p in batch_set.pairs]
-        totals, counts = path_statistics(
-            receiver, prompts, paths, batch_size=config.inference_batch_size
-        )
-        losses_after = mean_nll(totals[:n], counts[:n])
-        inputs = self._item_reward_inputs(batch_set, totals, counts, losses_after)
-        ok = finite_rows(batch_set.ref_losses, losses_after, *inputs)
+        kind = item_reward_kind(config.item_reward)
+        measures = self._measure_after(receiver, batch_set, kind)
+        columns = kind.columns(measures)
+        ok = finite_rows(measures.loss_before, measures.loss_after, *columns)
         guard = NonFiniteGuard(
             config.max_nonfinite_skips, log=log, counter=NONFINITE_REWARD_COUNTER
         )
@@ -487,15 +480,15 @@ class LadaPlugin:
         if not ok.any():
             nan = float("nan")
             return _no_rewards(selection, nan, nan, nan, guard.skipped)
-        b_before = batch_value(batch_set.ref_losses[ok])
-        b_after = batch_value(losses_after[ok])
+        b_before = batch_value(measures.loss_before[ok])
+        b_after = batch_value(measures.loss_after[ok])
         baseline = b_before
-        if config.batch_reward_baseline == "previous_round" and pair in self.previous_b:
-            baseline = self.previous_b[pair]
+        if config.batch_reward_baseline == "previous_round":
+            baseline = self.previous_b.get(pair, b_before)
         r_batch = relative_decrease(baseline, b_after)
         if not guard.check(r_batch, f"batch reward term ({pair})"):  # B overflowed
             return _no_rewards(selection, r_batch, b_before, b_after, guard.skipped)
-        r_item = item_term(self._raw_item_reward(self.config.item_reward, [c[ok] for c in inputs]))
+        r_item = item_term(kind.raw(*(column[ok] for column in columns)))
         rewards = mix(r_item, r_batch, config.alpha)
         features = selection.features[batch_set.kept][ok]
         fit = self.filter(pair).update(features, rewards)
@@ -706,36 +699,31 @@ class LadaPlugin:
         gap[ok] = learnability_gap(sender_lp[ok], receiver_lp[ok])
         return gap
 
-    def _item_reward_inputs(
-        self,
-        batch_set: DistillBatchSet,
-        totals: np.ndarray,
-        counts: np.ndarray,
-        losses_after: np.ndarray,
-    ) -> list[np.ndarray]:
-        """Per-item columns the configured item reward is computed from (see `_raw_item_reward`)."""
-        kind = self.config.item_reward
-        if kind == "gap":
-            assert batch_set.gap is not None
-            return [batch_set.gap]
-        if kind == "loss_drop":
-            return [batch_set.ref_losses, losses_after]
-        n = len(batch_set)
+    def _measure_after(
+        self, receiver: Any, batch_set: DistillBatchSet, kind: ItemRewardKind
+    ) -> ItemMeasures:
+        """The receiver's scores of the trained pairs after training, beside those `prepare`
+        took before it: one pass over the positives (and the negatives, when `kind` reads them).
+        """
+        pairs = batch_set.pairs
+        n = len(pairs)
+        prompts = [p.prompt for p in pairs]
+        paths = [p.positive for p in pairs]
+        if kind.needs_negatives_after:
+            prompts, paths = prompts * 2, paths + [p.negative for p in pairs]
+        totals, counts = path_statistics(
+            receiver, prompts, paths, batch_size=self.config.inference_batch_size
+        )
         after = select_logprobs(totals, counts, self.config.normalize_logprobs)
-        return [
-            after[:n],
-            after[n:],
-            batch_set.ref.positive.double().numpy(),
-            batch_set.ref.negative.double().numpy(),
-        ]
-
-    @staticmethod
-    def _raw_item_reward(kind: str, inputs: list[np.ndarray]) -> np.ndarray:
-        if kind == "gap":
-            return inputs[0]
-        if kind == "loss_drop":
-            return loss_drop(*inputs)
-        return contrastive_margin(*inputs)
+        return ItemMeasures(
+            loss_before=batch_set.ref_losses,
+            loss_after=mean_nll(totals[:n], counts[:n]),
+            ref_positive=batch_set.ref.positive.double().numpy(),
+            ref_negative=batch_set.ref.negative.double().numpy(),
+            policy_positive=after[:n],
+            policy_negative=after[n:] if kind.needs_negatives_after else None,
+            gap=batch_set.gap,
+        )
 
     def _empty_fallback(
         self,

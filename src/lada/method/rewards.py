@@ -19,11 +19,18 @@ The per-item term r_item is a raw learnability signal min-max-normalised over th
 
 The filter's target is r = alpha * sigmoid(r_item) + (1 - alpha) * sigmoid(r_batch).
 
+`ITEM_REWARDS` is the registry of per-item kinds: what each needs measured before and after the
+round's training, and its pure function. A new kind is one entry there (and its name in
+`LadaConfig.item_reward`); the plug-in measures what the entry asks for and calls it.
+
 Every function here refuses non-finite input: a NaN loss or log-prob is a fault to report, not
 a reward. `finite_rows` lets a caller set such items aside (and count them) before computing.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -139,3 +146,90 @@ def mix(r_item: ArrayLike, r_batch: float, alpha: float) -> np.ndarray:
         raise ValueError(f"alpha: must lie in [0, 1], got {alpha}")
     item = _as_vector(r_item, "r_item")
     return alpha * sigmoid(item) + (1.0 - alpha) * float(sigmoid(r_batch))
+
+
+# ------------------------------------------------------------------------- item reward kinds
+@dataclass(frozen=True)
+class ItemMeasures:
+    """Per-item numbers measured around one round's training of a pair, one entry per pair.
+
+    Log-probs use the config's normalisation (`LadaConfig.normalize_logprobs`); an entry is
+    NaN where it could not be measured, and a column is None when the kind did not ask for it.
+    """
+
+    loss_before: np.ndarray  # token-mean NLL of the positive before training
+    loss_after: np.ndarray  # the same after training
+    ref_positive: np.ndarray | None = None  # log p(y+) before training
+    ref_negative: np.ndarray | None = None  # log p(y-) before training
+    policy_positive: np.ndarray | None = None  # log p(y+) after training
+    policy_negative: np.ndarray | None = None  # log p(y-) after training
+    gap: np.ndarray | None = None  # log p_sender(path) - log p_receiver(path) at round start
+
+
+def _measured(values: np.ndarray | None, name: str, kind: str) -> np.ndarray:
+    if values is None:
+        raise ValueError(f"item reward {kind!r}: needs {name}, which was not measured")
+    return values
+
+
+@dataclass(frozen=True)
+class ItemRewardKind:
+    """One per-item reward: what it reads, what the plug-in must measure for it, its function.
+
+    `columns` picks the measures `raw` takes (in order); items where any of them is not finite
+    are set aside before `raw` runs.
+    """
+
+    name: str
+    before: str  # what is measured before training, for docs and error messages
+    after: str  # what is measured after training
+    needs_gap: bool  # the receiver scores the sender's paths at round start
+    needs_negatives_after: bool  # the receiver scores its negatives again after training
+    columns: Callable[[ItemMeasures], tuple[np.ndarray, ...]]
+    raw: Callable[..., np.ndarray]
+
+
+ITEM_REWARDS: dict[str, ItemRewardKind] = {
+    "gap": ItemRewardKind(
+        name="gap",
+        before="log p_sender(path) and log p_receiver(path) of the sender's path",
+        after="nothing",
+        needs_gap=True,
+        needs_negatives_after=False,
+        columns=lambda m: (_measured(m.gap, "gap", "gap"),),
+        raw=lambda gap: _as_vector(gap, "gap"),
+    ),
+    "margin": ItemRewardKind(
+        name="margin",
+        before="log p(y+) and log p(y-) (the reference)",
+        after="log p(y+) and log p(y-) (the policy)",
+        needs_gap=False,
+        needs_negatives_after=True,
+        columns=lambda m: (
+            _measured(m.policy_positive, "policy_positive", "margin"),
+            _measured(m.policy_negative, "policy_negative", "margin"),
+            _measured(m.ref_positive, "ref_positive", "margin"),
+            _measured(m.ref_negative, "ref_negative", "margin"),
+        ),
+        raw=contrastive_margin,
+    ),
+    "loss_drop": ItemRewardKind(
+        name="loss_drop",
+        before="token-mean NLL of y+",
+        after="token-mean NLL of y+",
+        needs_gap=False,
+        needs_negatives_after=False,
+        columns=lambda m: (m.loss_before, m.loss_after),
+        raw=loss_drop,
+    ),
+}
+
+
+def item_reward_kind(name: str) -> ItemRewardKind:
+    """The registered item reward called `name` (a clear error naming the known ones)."""
+    try:
+        return ITEM_REWARDS[name]
+    except KeyError:
+        raise ValueError(
+            f"item_reward: unknown kind {name!r}; known: {', '.join(ITEM_REWARDS)}"
+        ) from None
