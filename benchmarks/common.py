@@ -428,7 +428,7 @@ class RunCache:
         marker = folder / "bench.json"
         if marker.exists():
             saved = json.loads(marker.read_text())
-            return self._load(key, variant, seed, Path(saved["run_dir"]), saved["extras"])
+            return self.load_record(key, variant, seed, Path(saved["run_dir"]), saved["extras"])
         label = ", ".join(f"{k}={v}" for k, v in (extra or {}).items())
         self.console.print(
             f"[dim]run {config.host.name} {variant}{f' ({label})' if label else ''} seed {seed}[/]"
@@ -436,12 +436,13 @@ class RunCache:
         result = run_experiment(config, console=Console(stderr=True, quiet=True))
         extras = _measure(result, config)
         marker.write_text(json.dumps({"run_dir": str(result.run_dir), "extras": extras}))
-        return self._load(key, variant, seed, result.run_dir, extras)
+        return self.load_record(key, variant, seed, result.run_dir, extras)
 
     @staticmethod
-    def _load(
+    def load_record(
         key: str, variant: str, seed: int, run_dir: Path, extras: dict[str, Any]
     ) -> RunRecord:
+        """A finished run folder as a `RunRecord` (any run, not only this cache's)."""
         return RunRecord(
             key=key,
             variant=variant,

@@ -12,6 +12,11 @@ share of LaDa's own phases (scoring, filter training, and the extra path generat
 negatives) in the host round. Goal: <= 15%.
 
     python benchmarks/overhead.py --quick
+
+At the decisive experiment's scale, read the runs `benchmarks/proof.py` cached (its host arm and
+every LaDa arm ran side by side, two at a time, in one command) instead of running anything:
+
+    python benchmarks/overhead.py --proof-cache benchmarks/results/proof_runs/main
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ def host_overhead(records: dict[str, list[RunRecord]]) -> dict[str, Any]:
             "phase_seconds": {p: statistics.fmean(v) for p, v in sorted(phases.items())},
         }
     host = out["host"]
-    for variant in ("lada", "lada_equal"):
+    for variant in [v for v in out if v != "host"]:
         row = out[variant]
         base = host["round_seconds"]
         extra_generation = max(
@@ -93,6 +98,44 @@ def host_overhead(records: dict[str, list[RunRecord]]) -> dict[str, Any]:
         row["lada_phase_fraction"] = own / base
         row["goal_met"] = row["lada_phase_fraction"] <= GOAL_FRACTION
     return out
+
+
+def proof_records(
+    cache_dir: Path, seeds: list[int] | None
+) -> tuple[dict[str, list[RunRecord]], list[int]]:
+    """The finished runs of `benchmarks/proof.py`'s cache, per arm, on the seeds every arm has.
+
+    Its layout is `<arm>/seed<k>/run`; an unfinished run (no summary yet) is left out.
+    """
+    found: dict[str, dict[int, Path]] = defaultdict(dict)
+    for run_dir in sorted(cache_dir.glob("*/seed*/run")):
+        if (run_dir / "summary.json").exists():
+            seed = int(run_dir.parent.name.removeprefix("seed"))
+            found[run_dir.parent.parent.name][seed] = run_dir
+    if "host" not in found:
+        raise SystemExit(f"{cache_dir}: no finished 'host' run (expected host/seed<k>/run)")
+    common = set.intersection(*(set(runs) for runs in found.values()))
+    if seeds:
+        common &= set(seeds)
+    if not common:
+        raise SystemExit(f"{cache_dir}: no seed finished in every arm ({dict(found)})")
+    used = sorted(common)
+    records = {
+        arm: [RunCache.load_record(f"{arm}/seed{s}", arm, s, runs[s], {}) for s in used]
+        for arm, runs in found.items()
+    }
+    return records, used
+
+
+def run_proof(cache_dir: Path, seeds: list[int] | None) -> dict[str, Any]:
+    """Phase seconds of the decisive experiment's arms (FedCoT), from its cached runs."""
+    records, used = proof_records(cache_dir, seeds)
+    order = ["host", *sorted(a for a in records if a != "host")]
+    return {
+        "scale": "proof",
+        "seeds": used,
+        "hosts": {"fedcot": host_overhead({arm: records[arm] for arm in order})},
+    }
 
 
 def run(
@@ -178,11 +221,25 @@ def run_cli(args: argparse.Namespace, cache: RunCache | None = None) -> dict[str
             cache=cache,
         )
 
+    if args.proof_cache is not None:
+        return run_benchmark(
+            "overhead_proof",
+            args,
+            cache,
+            lambda _: run_proof(args.proof_cache, args.seeds),
+            report,
+        )
     return run_benchmark("overhead", args, cache, compute, report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hosts", nargs="+", default=list(HOSTS), choices=HOSTS)
+    parser.add_argument(
+        "--proof-cache",
+        type=Path,
+        default=None,
+        help="Run nothing: report the phases of the runs benchmarks/proof.py cached here.",
+    )
 
 
 def main() -> None:
