@@ -24,9 +24,9 @@ from lada.hosts.crosslm import (
     seed_prefix,
 )
 from lada.hosts.payloads import PayloadError
-from lada.models.presets import load_model
+from lada.models.persist import save_model
+from lada.models.presets import load_model, load_model_dir
 from lada.models.training import sft_on_paths
-from lada.models.wrapper import ReasoningModel
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import gold_path
 
@@ -58,7 +58,7 @@ def writer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sft_on_paths(model, [""] * len(texts), texts, epochs=30, batch_size=4, seed=0, progress=False)
     torch.set_num_threads(threads)
     target = tmp_path_factory.mktemp("writer")
-    model.save(target)
+    save_model(model, target)
     return target
 
 
@@ -170,7 +170,7 @@ def _generated(n: int, seeds: list[ReasoningItem]) -> list[ReasoningItem]:
 
 def test_server_keeps_the_top_fraction_and_steers_the_seeds(writer_dir: Path) -> None:
     seeds = [_seed("legs: 1 cat"), _seed("legs: 1 dog")]
-    server = ServerParty(name="server", model=ReasoningModel.load(writer_dir), public_pool=seeds)
+    server = ServerParty(name="server", model=load_model_dir(writer_dir), public_pool=seeds)
     host = CrossLM(
         CrossLMConfig(keep_fraction=0.4, steer_boost=2.0, generate_per_round=8, max_new_tokens=24),
         ExperimentConfig().train,
@@ -219,7 +219,7 @@ def test_generated_questions_reserved_for_evaluation_are_dropped(
     writer_dir: Path, share: float
 ) -> None:
     seeds = [_seed("legs: 1 cat")]
-    server = ServerParty(name="server", model=ReasoningModel.load(writer_dir), public_pool=seeds)
+    server = ServerParty(name="server", model=load_model_dir(writer_dir), public_pool=seeds)
     config = CrossLMConfig(generate_per_round=4, max_new_tokens=24, reserved_share=share)
     host = CrossLM(config, ExperimentConfig().train, False)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lada.models.presets import LoraSpec, load_model
+from lada.models.persist import save_model
+from lada.models.presets import LoraSpec, load_model, load_model_dir
 from lada.models.tokenizer import build_char_tokenizer, build_word_tokenizer
 from lada.models.wrapper import ReasoningModel, cut_after_answer, path_has_ended
 
@@ -105,8 +106,8 @@ def test_train_step_lowers_loss_on_the_trained_path() -> None:
 
 
 def test_full_save_load_round_trips_exactly(tmp_path, varied_tiny: ReasoningModel) -> None:
-    varied_tiny.save(tmp_path / "m")
-    loaded = ReasoningModel.load(tmp_path / "m", device="cpu")
+    save_model(varied_tiny, tmp_path / "m")
+    loaded = load_model_dir(tmp_path / "m", device="cpu")
     torch.testing.assert_close(
         loaded.sequence_logprobs(PROMPTS, PATHS),
         varied_tiny.sequence_logprobs(PROMPTS, PATHS),
@@ -120,8 +121,8 @@ def test_full_save_load_round_trips_exactly(tmp_path, varied_tiny: ReasoningMode
 
 def test_gpt2_preset_with_tied_weights_round_trips(tmp_path) -> None:
     model = spread_weights(load_model("tiny-gpt2-2m", device="cpu"), std=0.2)
-    model.save(tmp_path / "g")
-    loaded = ReasoningModel.load(tmp_path / "g", device="cpu")
+    save_model(model, tmp_path / "g")
+    loaded = load_model_dir(tmp_path / "g", device="cpu")
     torch.testing.assert_close(
         loaded.sequence_logprobs(PROMPTS, PATHS),
         model.sequence_logprobs(PROMPTS, PATHS),
@@ -140,8 +141,8 @@ def test_lora_trains_only_the_adapter_and_round_trips(tmp_path) -> None:
     for name, p in model.model.named_parameters():
         if name in frozen:
             assert torch.equal(p, frozen[name]), name
-    model.save(tmp_path / "lora")
-    loaded = ReasoningModel.load(tmp_path / "lora", device="cpu")
+    save_model(model, tmp_path / "lora")
+    loaded = load_model_dir(tmp_path / "lora", device="cpu")
     assert loaded.source["lora"]["r"] == 4
     torch.testing.assert_close(
         loaded.sequence_logprobs(PROMPTS, PATHS),

@@ -1,4 +1,5 @@
-"""Saving and loading `ReasoningModel`s so that outputs round-trip exactly.
+"""Saving `ReasoningModel`s so that outputs round-trip exactly (loading them back is
+`lada.models.presets.load_model`, which rebuilds the architecture first).
 
 A saved model is a folder: `lada_model.json` (how to rebuild the architecture), the tokenizer,
 and `weights.safetensors`. Tiny and fully fine-tuned models store every weight; LoRA models on a
@@ -14,10 +15,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer
+from safetensors.torch import save_file
 
-from lada.models.wrapper import MODEL_CARD, ReasoningModel, read_card
+from lada.models.wrapper import MODEL_CARD, ReasoningModel
 
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.pt"
@@ -64,34 +64,3 @@ def save_model(model: ReasoningModel, directory: Path, *, with_optimizer: bool =
     if directory.exists():
         shutil.rmtree(directory)
     partial.rename(directory)
-
-
-def load_model_dir(directory: Path, *, device: str = "auto") -> ReasoningModel:
-    from lada.models.presets import build_model
-
-    card = read_card(directory)
-    model = build_model(card["source"], device=device, dtype=card.get("dtype", "auto"))
-    model.tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
-    tensors = load_file(str(directory / WEIGHTS))
-    for alias, original in card.get("aliases", {}).items():
-        tensors[alias] = tensors[original]
-    if card["full_weights"]:
-        missing, unexpected = model.model.load_state_dict(tensors, strict=False)
-        tied = set(card.get("aliases", {}))
-        missing = [m for m in missing if m not in tied]
-        if missing or unexpected:
-            raise ValueError(
-                f"{directory / WEIGHTS}: weights do not match the architecture "
-                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-            )
-    else:
-        model.load_trainable_state(tensors)
-    model.name = card["name"]
-    model.add_bos = card["add_bos"]
-    model.max_length = card["max_length"]
-    model.weight_decay = card.get("weight_decay", 0.0)
-    model.grad_clip = card.get("grad_clip", 1.0)
-    model.set_learning_rate(card["learning_rate"])
-    if (directory / OPTIMIZER).exists():
-        model.optimizer.load_state_dict(torch.load(directory / OPTIMIZER, weights_only=True))
-    return model

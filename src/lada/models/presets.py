@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -27,9 +28,10 @@ from transformers import (
 )
 
 from lada.models.device import resolve_device, resolve_dtype
+from lada.models.persist import OPTIMIZER, WEIGHTS
 from lada.models.shipped import SHIPPED, load_shipped_weights
 from lada.models.tokenizer import TokenizerKind, build_char_tokenizer, build_word_tokenizer
-from lada.models.wrapper import MODEL_CARD, ReasoningModel
+from lada.models.wrapper import MODEL_CARD, ReasoningModel, read_card
 
 
 class LoraSpec(BaseModel):
@@ -286,7 +288,7 @@ def load_model(
     """Load a model by preset name, hub id, HF directory or a directory saved by lada."""
     path = Path(preset_or_path)
     if (path / MODEL_CARD).exists():
-        model = ReasoningModel.load(path, device=device)
+        model = load_model_dir(path, device=device)
         if lora is not None and not model.source.get("lora"):
             raise ValueError(f"lora: {path} was saved without LoRA; attach LoRA before saving")
         model.set_learning_rate(learning_rate)
@@ -300,3 +302,33 @@ def load_model(
     if lora is not None:
         source["lora"] = lora.model_dump()
     return build_model(source, device=device, dtype=dtype)
+
+
+def load_model_dir(directory: Path, *, device: str = "auto") -> ReasoningModel:
+    """A model `save_model` wrote: its architecture rebuilt from the card, then its weights."""
+    card = read_card(directory)
+    model = build_model(card["source"], device=device, dtype=card.get("dtype", "auto"))
+    model.tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
+    tensors = load_file(str(directory / WEIGHTS))
+    for alias, original in card.get("aliases", {}).items():
+        tensors[alias] = tensors[original]
+    if card["full_weights"]:
+        missing, unexpected = model.model.load_state_dict(tensors, strict=False)
+        tied = set(card.get("aliases", {}))
+        missing = [m for m in missing if m not in tied]
+        if missing or unexpected:
+            raise ValueError(
+                f"{directory / WEIGHTS}: weights do not match the architecture "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
+    else:
+        model.load_trainable_state(tensors)
+    model.name = card["name"]
+    model.add_bos = card["add_bos"]
+    model.max_length = card["max_length"]
+    model.weight_decay = card.get("weight_decay", 0.0)
+    model.grad_clip = card.get("grad_clip", 1.0)
+    model.set_learning_rate(card["learning_rate"])
+    if (directory / OPTIMIZER).exists():
+        model.optimizer.load_state_dict(torch.load(directory / OPTIMIZER, weights_only=True))
+    return model

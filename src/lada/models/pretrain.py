@@ -11,7 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lada.models.presets import cache_dir, load_model
+from lada.models.persist import save_model
+from lada.models.presets import cache_dir, load_model, load_model_dir
 from lada.models.pretrain_config import PretrainConfig
 from lada.models.training import sft, sft_on_paths
 from lada.models.wrapper import ReasoningModel
@@ -97,7 +98,7 @@ def pretrained_llm(
                 desc=f"pretrain {config.preset}",
                 schedule=config.schedule,
             )
-        model.save(Path(target))
-    model = ReasoningModel.load(target, device=device)
+        save_model(model, Path(target))
+    model = load_model_dir(Path(target), device=device)
     model.name = "llm"
     return model

@@ -419,19 +419,6 @@ class ReasoningModel:
         self.__dict__.update(state)
         _register_capture_specs(self.model)
 
-    # --------------------------------------------------------------- save/load
-    def save(self, directory: Path | str, *, with_optimizer: bool = False) -> None:
-        """Write weights, tokenizer and a model card; round-trips exactly through `load`."""
-        from lada.models.persist import save_model
-
-        save_model(self, Path(directory), with_optimizer=with_optimizer)
-
-    @classmethod
-    def load(cls, directory: Path | str, *, device: str = "auto") -> ReasoningModel:
-        from lada.models.persist import load_model_dir
-
-        return load_model_dir(Path(directory), device=device)
-
 
 def read_card(directory: Path) -> dict[str, Any]:
     card = directory / MODEL_CARD
