@@ -1,4 +1,4 @@
-"""What every host framework is made of: parties, their round logs, and the step interface.
+"""What every host framework is made of: the step interface over parties (`lada.hosts.parties`).
 
 A host (FedCoT, FedCoLLM, FedMKT, CrossLM) is written as server-side and client-side steps that
 exchange typed payloads (`lada.hosts.payloads`). A round is a fixed sequence of *exchanges*; in
@@ -12,120 +12,32 @@ points documented in `lada.method.plugin`. Without it, a host behaves as the ori
 
 from __future__ import annotations
 
-import time
 from abc import ABC
-from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from lada.hosts.budget import Budget, share_steps
+from lada.hosts.lada_steps import receive_with_lada
+from lada.hosts.parties import ClientParty, Party, RoundLog, ServerParty, step_seed
 from lada.hosts.payloads import Empty, EvalReport, Payload, PublicItems, PublicPaths
-from lada.models.training import TrainUsage
-from lada.models.wrapper import ReasoningModel
+from lada.hosts.steps import private_sft
+from lada.models.training import evaluate
 from lada.tasks.item import ReasoningItem
 
-
-@dataclass
-class RoundLog:
-    """What a party did in one round: seconds per phase, counters, selections, losses, and the
-    training each of its models spent, inside the round's budget and outside it (private SFT)."""
-
-    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    counters: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    losses: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    selections: list[dict[str, Any]] = field(default_factory=list)
-    #: Per model: steps and tokens spent learning from the other party on public items, the
-    #: training `lada.hosts.budget.Budget` holds equal across arms.
-    budget: dict[str, TrainUsage] = field(default_factory=lambda: defaultdict(TrainUsage))
-    #: Per model: steps and tokens of private SFT (and the warm-up), the same in every arm.
-    private: dict[str, TrainUsage] = field(default_factory=lambda: defaultdict(TrainUsage))
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] += time.perf_counter() - start
-
-    def count(self, name: str, value: float = 1.0) -> None:
-        self.counters[name] += value
-
-    def spend(self, model: str, usage: TrainUsage, *, private: bool = False) -> None:
-        """Add what a training call of `model` spent, to the budget or to private SFT."""
-        (self.private if private else self.budget)[model].add(usage.steps, usage.tokens)
-
-    @property
-    def trained_tokens(self) -> dict[str, int]:
-        """Tokens forwarded with a gradient per model, budgeted and private together."""
-        out: dict[str, int] = defaultdict(int)
-        for part in (self.budget, self.private):
-            for model, usage in part.items():
-                out[model] += usage.tokens
-        return dict(out)
-
-    def to_dict(self) -> dict[str, Any]:
-        def usage(part: dict[str, TrainUsage]) -> dict[str, dict[str, int]]:
-            return {m: {"steps": u.steps, "tokens": u.tokens} for m, u in part.items()}
-
-        return {
-            "timings": dict(self.timings),
-            "counters": dict(self.counters),
-            "losses": {k: float(sum(v) / len(v)) for k, v in self.losses.items() if v},
-            "budget": usage(self.budget),
-            "private": usage(self.private),
-            "trained_tokens": self.trained_tokens,
-        }
-
-
-@dataclass
-class Party:
-    """One side of the federation: its model, its optional plug-in, and host memory."""
-
-    name: str
-    model: ReasoningModel
-    plugin: Any = None  # lada.method.plugin.LadaPlugin when LaDa is enabled
-    memory: dict[str, Any] = field(default_factory=dict)
-    log: RoundLog = field(default_factory=RoundLog)
-
-    def new_round(self) -> None:
-        self.log = RoundLog()
-
-
-@dataclass
-class ServerParty(Party):
-    """The server: the LLM and the public pool."""
-
-    public_pool: list[ReasoningItem] = field(default_factory=list)
-
-
-@dataclass
-class ClientParty(Party):
-    """Client k: its SLM and its private train/test split, which never leave this object."""
-
-    client_id: int = 0
-    train: list[ReasoningItem] = field(default_factory=list)
-    test: list[ReasoningItem] = field(default_factory=list)
-    #: The public pool as received from the server (public, so clients may keep a copy).
-    public_pool: list[ReasoningItem] = field(default_factory=list)
-
-    def public_by_id(self) -> dict[str, ReasoningItem]:
-        cached = self.memory.get("_public_by_id")
-        if cached is None or len(cached) != len(self.public_pool):
-            cached = {it.id: it for it in self.public_pool}
-            self.memory["_public_by_id"] = cached
-        return cached
+#: Re-exported: hosts and runtimes take the parties from here beside the host interface.
+__all__ = [
+    "EVALUATE",
+    "SETUP",
+    "ClientParty",
+    "Host",
+    "Party",
+    "RoundLog",
+    "ServerParty",
+    "step_seed",
+]
 
 
 SETUP = "setup"
 EVALUATE = "evaluate"
-
-
-def step_seed(round_idx: int, offset: int) -> int:
-    """Seed of one step: distinct per round and per party or step (`offset`), fixed per run."""
-    return round_idx * 7919 + offset
 
 
 class Host(ABC):
@@ -176,8 +88,6 @@ class Host(ABC):
 
     def train_private(self, client: ClientParty, round_idx: int) -> int:
         """The local SFT every host starts a client's round with; returns the step's seed."""
-        from lada.hosts.steps import private_sft
-
         seed = step_seed(round_idx, client.client_id)
         private_sft(
             client,
@@ -193,8 +103,6 @@ class Host(ABC):
         self, client: ClientParty, paths: Payload, round_idx: int, seed: int
     ) -> dict[str, Any]:
         """A client learns the sender's public paths through the LaDa plug-in (pair llm->slm_k)."""
-        from lada.hosts.lada_steps import receive_with_lada
-
         return receive_with_lada(
             client,
             paths,
@@ -222,8 +130,6 @@ class Host(ABC):
         so round 1 takes a share of every cluster (`LadaPlugin.select`'s fallback) instead of
         the clusters nearest to a centroid of the very items it selects from.
         """
-        from lada.hosts.lada_steps import receive_with_lada
-
         left = self.budget.server_steps
         for k, (paths, seed) in enumerate(offers):
             before = server.log.budget[server.model.name].steps
@@ -249,8 +155,6 @@ class Host(ABC):
     def client_setup(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
         assert isinstance(payload, PublicItems)
         client.public_pool = [ReasoningItem.from_dict(d) for d in payload.items]
-        from lada.hosts.steps import private_sft
-
         # SLMs start from scratch or from a general checkpoint: they first learn their own data.
         private_sft(
             client,
@@ -275,8 +179,6 @@ class Host(ABC):
         return {cid: Empty() for cid in client_ids}
 
     def client_evaluate(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
-        from lada.models.training import evaluate
-
         with client.log.phase("evaluation"):
             result = evaluate(
                 client.model,

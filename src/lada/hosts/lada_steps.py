@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lada.hosts.base import ClientParty, Party
+from lada.hosts.parties import ClientParty, Party
 from lada.hosts.payloads import PublicPaths
 from lada.method.plugin import Candidate, pair_name
 from lada.models.training import TrainUsage
@@ -55,6 +55,8 @@ def receive_with_lada(
     server passes the public pool as `local_items`, which are the candidates themselves.
     """
     plugin = party.plugin
+    if plugin is None:
+        raise ValueError(f"{party.name}: receives with LaDa, but LaDa is not enabled for it")
     config = plugin.config
     pair = pair_name(paths.sender, party.model.name)
     candidates = _candidates(paths, items_by_id, config.normalize_logprobs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lada.hosts.base import Party
+from lada.hosts.parties import Party
 from lada.hosts.payloads import PublicPaths
 from lada.models.guards import DEFAULT_MAX_NONFINITE_SKIPS
 from lada.models.training import TrainUsage, sft, sft_on_paths
