@@ -226,10 +226,12 @@ def run_job(job: Job) -> dict[str, Any]:
             frozen = frozen_llm(config)
             runner = Runner(config, run_dir=run_dir, console=quiet, evaluate_llm=not frozen)
             if frozen:
+                from lada.hosts.fedcot import FedCoTServerState
+                from lada.hosts.parties import host_state
                 from lada.hosts.payloads import PublicPaths
 
                 shared = json.loads(teacher_paths_file(root, job.seed).read_text())
-                runner.server.memory["llm_paths"] = PublicPaths(**shared)
+                host_state(runner.server, FedCoTServerState).llm_paths = PublicPaths(**shared)
         runner.run()
     result = _per_item_results(config, run_dir)
     result.update(arm=job.arm, seed=job.seed, seconds=time.perf_counter() - started)

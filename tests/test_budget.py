@@ -18,9 +18,11 @@ from lada.experiments.runner import Runner, RunResult
 from lada.hosts.base import ClientParty, ServerParty
 from lada.hosts.budget import Budget, share_steps
 from lada.hosts.config import CrossLMConfig, FedCoTConfig
-from lada.hosts.crosslm import CrossLM
+from lada.hosts.crosslm import CrossLM, CrossLMClientState, CrossLMServerState
+from lada.hosts.fedcollm import FedCoLLMServerState
 from lada.hosts.fedcot import FedCoT
 from lada.hosts.lada_steps import receive_with_lada
+from lada.hosts.parties import host_state
 from lada.hosts.payloads import PublicPaths
 from lada.hosts.steps import GATE_REPLACED_COUNTER, gate_paths
 from lada.method.config import LadaConfig
@@ -381,7 +383,8 @@ def test_server_bootstrap_takes_a_share_of_every_cluster(tmp_path_factory) -> No
 
 def test_fedcollm_arms_are_evaluated_after_the_same_distillations(tmp_path_factory) -> None:
     plain = _run(tmp_path_factory, "fedcollm", False)
-    slm = plain.federation.server.memory["slm"].trainable_state()
+    global_slm = host_state(plain.federation.server, FedCoLLMServerState).global_slm()
+    slm = global_slm.trainable_state()
     for client in plain.federation.clients:
         # Evaluated on the adapter distilled in the last round, not one round behind it.
         held = client.model.trainable_state()
@@ -415,14 +418,15 @@ def test_crosslm_spends_the_budget_on_the_kept_items(model, lada: bool) -> None:
     for k in range(2):
         client = ClientParty(name=f"client_{k}", model=model.clone(), client_id=k, train=ITEMS)
         client.model.name = f"slm_{k}"
-        client.memory["generated_by_id"] = {it.id: it for it in ITEMS}
+        host_state(client, CrossLMClientState).generated_by_id = {it.id: it for it in ITEMS}
         clients.append(client)
     if lada:
         for party in (server, *clients):
             party.plugin = LadaPlugin(small)
     paths = [gold_path(it) for it in ITEMS]
-    server.memory["kept"] = list(ITEMS)
-    server.memory["llm_paths"] = PublicPaths(
+    state = host_state(server, CrossLMServerState)
+    state.kept = list(ITEMS)
+    state.llm_paths = PublicPaths(
         sender="llm",
         item_ids=[it.id for it in ITEMS],
         paths=paths,

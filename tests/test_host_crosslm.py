@@ -17,12 +17,15 @@ from lada.hosts.base import ServerParty
 from lada.hosts.config import CrossLMConfig
 from lada.hosts.crosslm import (
     CrossLM,
+    CrossLMClientState,
+    CrossLMServerState,
     ItemScores,
     keep_top,
     mean_scores,
     parse_generated,
     seed_prefix,
 )
+from lada.hosts.parties import host_state
 from lada.hosts.payloads import PayloadError
 from lada.models.persist import save_model
 from lada.models.presets import load_model, load_model_dir
@@ -177,8 +180,9 @@ def test_server_keeps_the_top_fraction_and_steers_the_seeds(writer_dir: Path) ->
         False,
     )
     items = _generated(5, seeds)
-    server.memory["generated"] = items
-    server.memory["seed_weights"] = {s.id: 1.0 for s in seeds}
+    state = host_state(server, CrossLMServerState)
+    state.generated = items
+    state.seed_weights = {s.id: 1.0 for s in seeds}
     client_a = [0.9, 0.1, 0.8, 0.2, 0.3]
     client_b = [0.7, 0.2, 0.6, 0.1, 0.9]  # means: 0.8, 0.15, 0.7, 0.15, 0.6
     replies = {
@@ -186,16 +190,17 @@ def test_server_keeps_the_top_fraction_and_steers_the_seeds(writer_dir: Path) ->
         1: ItemScores(item_ids=[it.id for it in items], scores=client_b),
     }
     host.receive_generate(server, replies, round_idx=1)
-    kept_ids = [it.id for it in server.memory["kept"]]
+    kept_ids = [it.id for it in state.kept]
     assert kept_ids == ["gen-0", "gen-2"]  # ceil(0.4 * 5) = 2 best by mean score
-    paths = server.memory["llm_paths"]
+    paths = state.llm_paths
+    assert paths is not None
     assert paths.item_ids == kept_ids and paths.paths == [gold_path(it) for it in items[::2][:2]]
     assert len(paths.logprobs) == 2 and all(lp < 0 for lp in paths.logprobs)
     # Both kept items came from seed 0 (k % 2 == 0): it is now 5x as likely as seed 1.
-    assert server.memory["seed_weights"] == {seeds[0].id: 5.0, seeds[1].id: 1.0}
+    assert state.seed_weights == {seeds[0].id: 5.0, seeds[1].id: 1.0}
 
     # The next round samples seeds in proportion to those weights.
-    server.memory["seed_weights"] = {seeds[0].id: 1.0, seeds[1].id: 1e9}
+    state.seed_weights = {seeds[0].id: 1.0, seeds[1].id: 1e9}
     prompts: list[str] = []
     original = server.model.generate_paths
 
@@ -298,7 +303,7 @@ def test_one_round_in_process(tmp_path: Path, writer_dir: Path, lada: bool) -> N
     assert valid >= 1
     assert counters["kept"] == math.ceil(0.5 * valid)
     for client in fed.clients:
-        received = client.memory["generated_by_id"].values()
+        received = host_state(client, CrossLMClientState).generated_by_id.values()
         assert len(received) == valid
         assert {it.source for it in received} == {"generated"}
     if lada:

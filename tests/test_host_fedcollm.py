@@ -17,11 +17,13 @@ from lada.hosts.base import ClientParty
 from lada.hosts.config import FedCoLLMConfig
 from lada.hosts.fedcollm import (
     FedCoLLM,
+    FedCoLLMServerState,
     base_fingerprint,
     check_shared_vocabulary,
     fedavg,
     topk_kl,
 )
+from lada.hosts.parties import host_state
 from lada.hosts.payloads import PublicItems
 from lada.models.presets import TINY_PRESETS, build_tiny_model, load_model
 from lada.models.tokenizer import CHAR_ALPHABET, build_char_tokenizer
@@ -173,7 +175,7 @@ def test_one_round_in_process(tmp_path: Path, lada: bool) -> None:
     assert any(not torch.equal(llm_before[k], llm_after[k]) for k in llm_before)
 
     # After round 1 every client runs on the server's SLM base.
-    slm = fed.server.memory["slm"]
+    slm = host_state(fed.server, FedCoLLMServerState).global_slm()
     assert {base_fingerprint(c.model) for c in fed.clients} == {base_fingerprint(slm)}
 
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").open()]

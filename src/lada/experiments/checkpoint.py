@@ -1,7 +1,7 @@
 """Round checkpoints: everything a run needs to continue exactly where it stopped.
 
 A checkpoint holds the parties (models or adapters with their optimizer moments, LaDa filters
-with their reward memories and generators, host memory), the metrics so far and the global RNG
+with their reward memories and generators, each host's state), the metrics so far and the global RNG
 states, pickled with `torch.save`. It is written to a temporary file in the same folder, flushed
 to disk and renamed over its final name, so a crash mid-write leaves the previous checkpoint
 intact; on resume an unreadable newest checkpoint is skipped for the one before it.

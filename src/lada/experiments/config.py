@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lada.hosts.budget import Budget
-from lada.hosts.config import FedCoTConfig, HostConfig, reject_removed
+from lada.hosts.config import FedCoTConfig, HostConfig, TrainConfig
 from lada.method.config import LadaConfig
 from lada.models.presets import TINY_PRESETS, LoraSpec
 from lada.models.pretrain import PretrainConfig
@@ -72,43 +72,6 @@ class LLMSpec(ModelSpec):
 
 
 #: TrainConfig fields that moved to the top-level `budget` table, with what to set instead.
-REMOVED_TRAIN_FIELDS: dict[str, str] = {
-    "public_epochs": "budget.client_steps (optimizer steps per round)",
-    "llm_epochs": "budget.server_steps (optimizer steps per round)",
-}
-
-
-class TrainConfig(_Strict):
-    """How each party trains: private SFT epochs, batch sizes, generation limits.
-
-    Training on public items (learning from the other party) is counted in optimizer steps by
-    the top-level `budget` table, not here.
-    """
-
-    local_epochs: int = Field(
-        1,
-        ge=0,
-        description="Epochs of SFT on the private split per round (outside the step budget; "
-        "the same in every arm of a comparison).",
-    )
-    batch_size: int = Field(16, ge=1, description="Items per optimizer step.")
-    max_new_tokens: int = Field(96, ge=1, description="Longest path a model may write.")
-    generation_batch_size: int = Field(64, ge=1, description="Prompts per generation batch.")
-    max_nonfinite_skips: int = Field(
-        3,
-        ge=0,
-        description="Batches with a non-finite loss skipped per training call before failing.",
-    )
-    warmup_local_epochs: int = Field(
-        2, ge=0, description="Extra epochs of private SFT before round 1 (SLMs start untrained)."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _removed_fields(cls, data: Any) -> Any:
-        return reject_removed(data, REMOVED_TRAIN_FIELDS, "train")
-
-
 class EvalConfig(_Strict):
     """How the experimenter measures the models (outside the federation's exchanges)."""
 

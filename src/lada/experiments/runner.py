@@ -255,7 +255,8 @@ class Runner:
     def _evaluate_round(self, round_idx: int, traffic: Traffic, started: float) -> dict[str, Any]:
         server = self.server
         self.runtime.run_exchange(EVALUATE, round_idx, traffic)
-        reports: dict[int, EvalReport] = server.memory.pop("reports")
+        reports: dict[int, EvalReport] = server.eval_reports
+        server.eval_reports = {}
         record: dict[str, Any] = {"round": round_idx, "clients": {}}
         for cid, report in sorted(reports.items()):
             record["clients"][str(cid)] = {

@@ -12,13 +12,25 @@ points documented in `lada.method.plugin`. Without it, a host behaves as the ori
 
 from __future__ import annotations
 
-from abc import ABC
-from typing import Any, ClassVar
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from lada.hosts.budget import Budget, share_steps
+from lada.hosts.config import TrainConfig
 from lada.hosts.lada_steps import receive_with_lada
 from lada.hosts.parties import ClientParty, Party, RoundLog, ServerParty, step_seed
-from lada.hosts.payloads import Empty, EvalReport, Payload, PublicItems, PublicPaths
+from lada.hosts.payloads import (
+    Empty,
+    EvalReport,
+    Payload,
+    PayloadError,
+    PublicItems,
+    PublicPaths,
+)
 from lada.hosts.steps import private_sft
 from lada.models.training import evaluate
 from lada.tasks.item import ReasoningItem
@@ -28,6 +40,7 @@ __all__ = [
     "EVALUATE",
     "SETUP",
     "ClientParty",
+    "Exchange",
     "Host",
     "Party",
     "RoundLog",
@@ -38,53 +51,91 @@ __all__ = [
 
 SETUP = "setup"
 EVALUATE = "evaluate"
+#: A host's own settings (`lada.hosts.config`): each host is generic over its config class.
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+#: The server builds one payload per client: (server, round, client ids) -> payloads.
+SendStep = Callable[[ServerParty, int, list[int]], dict[int, Payload]]
+#: A client answers the server's payload: (client, payload, round) -> reply.
+ClientStep = Callable[[ClientParty, Payload, int], Payload]
+#: The server takes the replies: (server, replies by client id, round).
+ReceiveStep = Callable[[ServerParty, dict[int, Payload], int], None]
 
 
-class Host(ABC):
+@dataclass(frozen=True)
+class Exchange:
+    """The three steps of one exchange: the server sends, each client answers, the server takes."""
+
+    send: SendStep
+    client: ClientStep
+    receive: ReceiveStep
+
+
+class Host(ABC, Generic[ConfigT]):
     """A collaboration framework as a fixed sequence of exchanges per round.
 
-    Subclasses set `name` and `exchanges` and, for each exchange `x`, implement `send_x` (server
-    builds one payload per client), `client_x` (a client's step; returns its reply) and
-    `receive_x` (server takes the replies). Steps may only use their own party's state and the
+    Subclasses set `name` and `exchanges` and declare each exchange's steps in `round_steps`
+    (server builds one payload per client, a client answers, the server takes the replies).
+    Steps may only use their own party's state (`lada.hosts.parties.host_state`) and the
     payloads they receive. Two exchanges are common to every host and implemented here:
     `setup` (the public pool is broadcast once) and `evaluate` (each client scores its SLM on its
     private test split and reports numbers only).
     """
 
     name: ClassVar[str]
-    #: Exchanges of one round, in order (e.g. ("train",) or ("generate", "train")).
+    #: Exchanges of one round, in order (e.g. ("train",) or ("generate", "train")): the keys of
+    #: `round_steps`, readable from the class before a host is built.
     exchanges: ClassVar[tuple[str, ...]]
 
     def __init__(
-        self, config: Any, train: Any, lada_enabled: bool, budget: Budget | None = None
+        self,
+        config: ConfigT,
+        train: TrainConfig,
+        lada_enabled: bool,
+        budget: Budget | None = None,
     ) -> None:
         self.config = config
         self.train = train
         self.lada_enabled = lada_enabled
         #: Optimizer steps per party per round for learning on public items (every arm alike).
         self.budget = budget if budget is not None else Budget()
+        declared = tuple(self.round_steps())
+        if declared != self.exchanges:
+            raise TypeError(f"{self.name}: round_steps declares {declared}, not {self.exchanges}")
+
+    @abstractmethod
+    def round_steps(self) -> dict[str, Exchange]:
+        """The host's own exchanges of one round, in order, each with its three steps."""
+
+    def step_table(self) -> dict[str, Exchange]:
+        """Every exchange a run uses: setup, the host's own, and evaluate."""
+        return {
+            SETUP: Exchange(self.send_setup, self.client_setup, self.receive_setup),
+            **self.round_steps(),
+            EVALUATE: Exchange(self.send_evaluate, self.client_evaluate, self.receive_evaluate),
+        }
 
     # -------------------------------------------------------------- dispatch
     def server_send(
         self, exchange: str, server: ServerParty, round_idx: int, client_ids: list[int]
     ) -> dict[int, Payload]:
-        return self._step("send", exchange)(server, round_idx, client_ids)
+        return self._exchange(exchange).send(server, round_idx, client_ids)
 
     def client_step(
         self, exchange: str, client: ClientParty, payload: Payload, round_idx: int
     ) -> Payload:
-        return self._step("client", exchange)(client, payload, round_idx)
+        return self._exchange(exchange).client(client, payload, round_idx)
 
     def server_receive(
         self, exchange: str, server: ServerParty, replies: dict[int, Payload], round_idx: int
     ) -> None:
-        self._step("receive", exchange)(server, replies, round_idx)
+        self._exchange(exchange).receive(server, replies, round_idx)
 
-    def _step(self, role: str, exchange: str) -> Any:
-        step = getattr(self, f"{role}_{exchange}", None)
-        if step is None:
-            raise KeyError(f"{self.name}: no step {role}_{exchange}")
-        return step
+    def _exchange(self, exchange: str) -> Exchange:
+        table = self.step_table()
+        if exchange not in table:
+            raise KeyError(f"{self.name}: no exchange {exchange!r}; known: {list(table)}")
+        return table[exchange]
 
     def train_private(self, client: ClientParty, round_idx: int) -> int:
         """The local SFT every host starts a client's round with; returns the step's seed."""
@@ -199,4 +250,7 @@ class Host(ABC):
     def receive_evaluate(
         self, server: ServerParty, replies: dict[int, Payload], round_idx: int
     ) -> None:
-        server.memory["reports"] = {cid: r for cid, r in replies.items()}
+        reports = {cid: r for cid, r in replies.items() if isinstance(r, EvalReport)}
+        if len(reports) != len(replies):
+            raise PayloadError(f"{self.name}: every client must answer evaluate with eval_report")
+        server.eval_reports = reports

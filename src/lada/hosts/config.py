@@ -26,6 +26,46 @@ def reject_removed(data: Any, removed: dict[str, str], table: str) -> Any:
     return data
 
 
+REMOVED_TRAIN_FIELDS: dict[str, str] = {
+    "public_epochs": "budget.client_steps (optimizer steps per round)",
+    "llm_epochs": "budget.server_steps (optimizer steps per round)",
+}
+
+
+class TrainConfig(BaseModel):
+    """How each party trains: private SFT epochs, batch sizes, generation limits.
+
+    Training on public items (learning from the other party) is counted in optimizer steps by
+    the top-level `budget` table, not here. The hosts read these settings in every step, so
+    they live with the hosts; the experiment config holds them as its `train` table.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    local_epochs: int = Field(
+        1,
+        ge=0,
+        description="Epochs of SFT on the private split per round (outside the step budget; "
+        "the same in every arm of a comparison).",
+    )
+    batch_size: int = Field(16, ge=1, description="Items per optimizer step.")
+    max_new_tokens: int = Field(96, ge=1, description="Longest path a model may write.")
+    generation_batch_size: int = Field(64, ge=1, description="Prompts per generation batch.")
+    max_nonfinite_skips: int = Field(
+        3,
+        ge=0,
+        description="Batches with a non-finite loss skipped per training call before failing.",
+    )
+    warmup_local_epochs: int = Field(
+        2, ge=0, description="Extra epochs of private SFT before round 1 (SLMs start untrained)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_fields(cls, data: Any) -> Any:
+        return reject_removed(data, REMOVED_TRAIN_FIELDS, "train")
+
+
 class _HostConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -47,8 +47,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from lada.hosts.base import ClientParty, Host, ServerParty, step_seed
+from lada.hosts.base import Exchange, Host
+from lada.hosts.config import CrossLMConfig
 from lada.hosts.lada_steps import receive_with_lada
+from lada.hosts.parties import ClientParty, ServerParty, host_state, step_seed
 from lada.hosts.payloads import Empty, Payload, PayloadError, PublicItems, PublicPaths
 from lada.hosts.steps import paths_sft, write_public_paths
 from lada.models.wrapper import ReasoningModel
@@ -190,16 +192,46 @@ def score_items(
 
 
 # --------------------------------------------------------------------------- the host
-class CrossLM(Host):
+@dataclass
+class CrossLMServerState:
+    """What the CrossLM server keeps between the round's exchanges and across rounds."""
+
+    #: Sampling weight of each public seed item; kept items' seeds gain `steer_boost`.
+    seed_weights: dict[str, float] = field(default_factory=dict)
+    generated: list[ReasoningItem] = field(default_factory=list)  # this round's valid items
+    kept: list[ReasoningItem] = field(default_factory=list)  # those the clients scored best
+    llm_paths: PublicPaths | None = None  # the LLM's paths on the kept items
+
+
+@dataclass
+class CrossLMClientState:
+    """The items the server generated this round, by id, as the client received them."""
+
+    generated_by_id: dict[str, ReasoningItem] = field(default_factory=dict)
+
+
+def _llm_paths(state: CrossLMServerState) -> PublicPaths:
+    if state.llm_paths is None:
+        raise RuntimeError("crosslm: train before generate (no kept items with the LLM's paths)")
+    return state.llm_paths
+
+
+class CrossLM(Host[CrossLMConfig]):
     name: ClassVar[str] = "crosslm"
     exchanges: ClassVar[tuple[str, ...]] = ("generate", "train")
+
+    def round_steps(self) -> dict[str, Exchange]:
+        return {
+            "generate": Exchange(self.send_generate, self.client_generate, self.receive_generate),
+            "train": Exchange(self.send_train, self.client_train, self.receive_train),
+        }
 
     # --------------------------------------------------------------- generate
     def send_generate(
         self, server: ServerParty, round_idx: int, client_ids: list[int]
     ) -> dict[int, Payload]:
         items = self._generate(server, round_idx)
-        server.memory["generated"] = items
+        host_state(server, CrossLMServerState).generated = items
         payload = PublicItems(items=[it.to_dict() for it in items])
         return {cid: payload for cid in client_ids}
 
@@ -207,7 +239,7 @@ class CrossLM(Host):
         if not isinstance(payload, PublicItems):
             raise PayloadError(f"crosslm: generate expects public_items, got {payload.kind}")
         items = [ReasoningItem.from_dict(d) for d in payload.items]
-        client.memory["generated_by_id"] = {it.id: it for it in items}
+        host_state(client, CrossLMClientState).generated_by_id = {it.id: it for it in items}
         with client.log.phase("scoring"):
             scores = score_items(
                 client.model,
@@ -221,14 +253,15 @@ class CrossLM(Host):
     def receive_generate(
         self, server: ServerParty, replies: dict[int, Payload], round_idx: int
     ) -> None:
-        generated: list[ReasoningItem] = server.memory["generated"]
+        state = host_state(server, CrossLMServerState)
+        generated = state.generated
         scores = {cid: r for cid, r in replies.items() if isinstance(r, ItemScores)}
         if len(scores) != len(replies):
             raise PayloadError("crosslm: every client must answer generate with item_scores")
         mean = mean_scores(scores, [it.id for it in generated]) if scores else np.zeros(0)
         positions = keep_top(mean.tolist(), self.config.keep_fraction)
         kept = [generated[i] for i in positions]
-        weights: dict[str, float] = server.memory["seed_weights"]
+        weights = state.seed_weights
         for item in kept:
             weights[item.meta["seed_id"]] += self.config.steer_boost
         server.log.count("kept", len(kept))
@@ -240,8 +273,8 @@ class CrossLM(Host):
         logprobs = server.model.sequence_logprobs(
             prompts, paths, batch_size=self.train.generation_batch_size
         )
-        server.memory["kept"] = kept
-        server.memory["llm_paths"] = PublicPaths(
+        state.kept = kept
+        state.llm_paths = PublicPaths(
             sender=server.model.name,
             item_ids=[it.id for it in kept],
             paths=paths,
@@ -253,13 +286,14 @@ class CrossLM(Host):
     def send_train(
         self, server: ServerParty, round_idx: int, client_ids: list[int]
     ) -> dict[int, Payload]:
-        return {cid: server.memory["llm_paths"] for cid in client_ids}
+        llm_paths = _llm_paths(host_state(server, CrossLMServerState))
+        return {cid: llm_paths for cid in client_ids}
 
     def client_train(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
         if not isinstance(payload, PublicPaths):
             raise PayloadError(f"crosslm: train expects public_paths, got {payload.kind}")
         seed = self.train_private(client, round_idx)
-        by_id: dict[str, ReasoningItem] = client.memory.get("generated_by_id", {})
+        by_id = host_state(client, CrossLMClientState).generated_by_id
         unknown = [i for i in payload.item_ids if i not in by_id]
         if unknown:
             raise PayloadError(f"crosslm: kept items {unknown[:3]} were never sent to this client")
@@ -298,9 +332,10 @@ class CrossLM(Host):
     def receive_train(
         self, server: ServerParty, replies: dict[int, Payload], round_idx: int
     ) -> None:
-        kept: list[ReasoningItem] = server.memory["kept"]
+        state = host_state(server, CrossLMServerState)
+        kept = state.kept
         if not self.lada_enabled:
-            llm_paths: PublicPaths = server.memory["llm_paths"]
+            llm_paths = _llm_paths(state)
             paths_sft(
                 server,
                 [render_prompt(it) for it in kept],
@@ -333,9 +368,10 @@ class CrossLM(Host):
         pool = server.public_pool
         if not pool:
             return []
-        weights: dict[str, float] = server.memory.setdefault(
-            "seed_weights", {it.id: 1.0 for it in pool}
-        )
+        state = host_state(server, CrossLMServerState)
+        if not state.seed_weights:
+            state.seed_weights = {it.id: 1.0 for it in pool}
+        weights = state.seed_weights
         p = np.array([weights[it.id] for it in pool], dtype=np.float64)
         rng = np.random.default_rng(step_seed(round_idx, 17))
         picks = rng.choice(len(pool), size=self.config.generate_per_round, p=p / p.sum())

@@ -63,7 +63,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lada.hosts.base import ClientParty, Host, ServerParty, step_seed
+from lada.hosts.base import Exchange, Host
+from lada.hosts.config import FedCoLLMConfig
+from lada.hosts.parties import ClientParty, ServerParty, host_state, step_seed
 from lada.hosts.payloads import Empty, Payload, PayloadError, PublicPaths, Weights
 from lada.hosts.steps import write_public_paths
 from lada.models.training import TrainUsage, cycled_batches
@@ -345,9 +347,34 @@ def require_lora(client: ClientParty) -> None:
 
 
 # --------------------------------------------------------------------------- the host
-class FedCoLLM(Host):
+@dataclass
+class FedCoLLMServerState:
+    """What the FedCoLLM server keeps: the global SLM and what each client holds of it."""
+
+    slm: ReasoningModel | None = None  # the global SLM (the clients' base + the FedAvg adapter)
+    examples: int = 0  # examples behind the current global adapter (its FedAvg weight)
+    base_source: str = ""  # source spec (JSON) of the global SLM's base
+    base_dtype: str = ""
+    base_fingerprint: str = ""
+    #: Base fingerprint each client was last known to hold.
+    client_bases: dict[int, str] = field(default_factory=dict)
+    #: Clients that hold the current global adapter already (no need to send it again).
+    holders: set[int] = field(default_factory=set)
+    #: Clients the distilled adapter went to with this round's evaluation request.
+    delivered: set[int] = field(default_factory=set)
+
+    def global_slm(self) -> ReasoningModel:
+        if self.slm is None:
+            raise RuntimeError("fedcollm: no global SLM yet (the setup exchange builds it)")
+        return self.slm
+
+
+class FedCoLLM(Host[FedCoLLMConfig]):
     name: ClassVar[str] = "fedcollm"
     exchanges: ClassVar[tuple[str, ...]] = ("train",)
+
+    def round_steps(self) -> dict[str, Exchange]:
+        return {"train": Exchange(self.send_train, self.client_train, self.receive_train)}
 
     # ------------------------------------------------------------------ setup
     def client_setup(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
@@ -388,7 +415,7 @@ class FedCoLLM(Host):
                 names=[f"client {c}" for c in same_base],
             )
             load_adapter(slm, global_state)
-        server.memory.update(
+        server.state = FedCoLLMServerState(
             slm=slm,
             examples=sum(cards[c].num_examples for c in same_base),
             base_source=card.source,
@@ -402,8 +429,8 @@ class FedCoLLM(Host):
     def send_train(
         self, server: ServerParty, round_idx: int, client_ids: list[int]
     ) -> dict[int, Payload]:
-        slm: ReasoningModel = server.memory["slm"]
-        tensors = adapter_arrays(slm)
+        state = host_state(server, FedCoLLMServerState)
+        tensors = adapter_arrays(state.global_slm())
         llm_paths = None
         if self.lada_enabled:  # the LLM learns every round: its paths are rewritten each time
             llm_paths = write_public_paths(
@@ -412,20 +439,17 @@ class FedCoLLM(Host):
                 max_new_tokens=self.train.max_new_tokens,
                 batch_size=self.train.generation_batch_size,
             )
-        bases: dict[int, str] = server.memory["client_bases"]
-        holders: set[int] = server.memory.get("holders", set())
         out: dict[int, Payload] = {}
         for cid in client_ids:
             # A client that was evaluated on the current global adapter still holds it.
-            held = cid in holders
-            message = GlobalAdapter(
-                tensors={} if held else tensors, num_examples=server.memory["examples"]
-            )
-            if bases.get(cid) != server.memory["base_fingerprint"]:
-                message.base_source = server.memory["base_source"]
-                message.base_dtype = server.memory["base_dtype"]
-                message.base_fingerprint = server.memory["base_fingerprint"]
-                bases[cid] = server.memory["base_fingerprint"]  # the client checks on arrival
+            held = cid in state.holders
+            message = GlobalAdapter(tensors={} if held else tensors, num_examples=state.examples)
+            if state.client_bases.get(cid) != state.base_fingerprint:
+                message.base_source = state.base_source
+                message.base_dtype = state.base_dtype
+                message.base_fingerprint = state.base_fingerprint
+                # The client checks on arrival that its rebuilt base has this fingerprint.
+                state.client_bases[cid] = state.base_fingerprint
             if llm_paths is not None:
                 message.set_paths(llm_paths)
             out[cid] = message
@@ -457,7 +481,8 @@ class FedCoLLM(Host):
     def receive_train(
         self, server: ServerParty, replies: dict[int, Payload], round_idx: int
     ) -> None:
-        slm: ReasoningModel = server.memory["slm"]
+        state = host_state(server, FedCoLLMServerState)
+        slm = state.global_slm()
         updates = {cid: r for cid, r in sorted(replies.items()) if isinstance(r, AdapterUpdate)}
         if len(updates) != len(replies):
             raise PayloadError("fedcollm: every client must answer train with an adapter_update")
@@ -470,8 +495,8 @@ class FedCoLLM(Host):
                 names=[f"client {cid}" for cid in updates],
             )
             load_adapter(slm, global_state)
-        server.memory["examples"] = sum(u.num_examples for u in updates.values())
-        server.memory["holders"] = set()  # a new global adapter: nobody holds it yet
+        state.examples = sum(u.num_examples for u in updates.values())
+        state.holders = set()  # a new global adapter: nobody holds it yet
         if self.lada_enabled:
             offers = [
                 (update.public_paths(), step_seed(round_idx, 1000 + cid))
@@ -491,19 +516,19 @@ class FedCoLLM(Host):
         clients before they are evaluated, as LaDa's client-side distillation does (see the
         module's "Timing"). With LaDa, and before round 1, the request carries nothing.
         """
-        if self.lada_enabled or round_idx == 0 or "slm" not in server.memory:
+        state = host_state(server, FedCoLLMServerState)
+        if self.lada_enabled or round_idx == 0 or state.slm is None:
             return super().send_evaluate(server, round_idx, client_ids)
-        tensors = adapter_arrays(server.memory["slm"])
-        bases: dict[int, str] = server.memory["client_bases"]
+        tensors = adapter_arrays(state.slm)
         out: dict[int, Payload] = {}
         for cid in client_ids:
-            on_global_base = bases.get(cid) == server.memory["base_fingerprint"]
+            on_global_base = state.client_bases.get(cid) == state.base_fingerprint
             out[cid] = (
-                GlobalAdapter(tensors=tensors, num_examples=server.memory["examples"])
+                GlobalAdapter(tensors=tensors, num_examples=state.examples)
                 if on_global_base
                 else Empty()
             )
-        server.memory["delivered"] = {cid for cid, m in out.items() if isinstance(m, Weights)}
+        state.delivered = {cid for cid, m in out.items() if isinstance(m, Weights)}
         return out
 
     def client_evaluate(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
@@ -518,8 +543,9 @@ class FedCoLLM(Host):
         self, server: ServerParty, replies: dict[int, Payload], round_idx: int
     ) -> None:
         super().receive_evaluate(server, replies, round_idx)
-        delivered: set[int] = server.memory.pop("delivered", set())
-        server.memory["holders"] = delivered & set(replies)
+        state = host_state(server, FedCoLLMServerState)
+        state.holders = state.delivered & set(replies)
+        state.delivered = set()
 
     # ---------------------------------------------------------------- helpers
     def _server_distill(self, server: ServerParty, slm: ReasoningModel, round_idx: int) -> None:

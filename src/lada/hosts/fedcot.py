@@ -18,33 +18,47 @@ is L_SFT + lambda * L_CD (see `lada.method`). The host's exchange is unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from lada.hosts.base import ClientParty, Host, ServerParty
+from lada.hosts.base import Exchange, Host
+from lada.hosts.config import FedCoTConfig
+from lada.hosts.parties import ClientParty, ServerParty, host_state
 from lada.hosts.payloads import Empty, Payload, PublicPaths
 from lada.hosts.steps import gate_paths, write_public_paths
 from lada.models.training import TrainUsage, fit, sequence_tokens
 from lada.tasks.prompts import render_path, render_prompt
 
 
-class FedCoT(Host):
+@dataclass
+class FedCoTServerState:
+    """The LLM's paths on the public pool: the LLM is frozen, so they are written once."""
+
+    llm_paths: PublicPaths | None = None
+
+
+class FedCoT(Host[FedCoTConfig]):
     name: ClassVar[str] = "fedcot"
     exchanges: ClassVar[tuple[str, ...]] = ("train",)
+
+    def round_steps(self) -> dict[str, Exchange]:
+        return {"train": Exchange(self.send_train, self.client_train, self.receive_train)}
 
     # ------------------------------------------------------------------ train
     def send_train(
         self, server: ServerParty, round_idx: int, client_ids: list[int]
     ) -> dict[int, Payload]:
-        if "llm_paths" not in server.memory:  # the LLM is frozen: write its paths once
-            server.memory["llm_paths"] = write_public_paths(
+        state = host_state(server, FedCoTServerState)
+        if state.llm_paths is None:  # the LLM is frozen: write its paths once
+            state.llm_paths = write_public_paths(
                 server,
                 server.public_pool,
                 max_new_tokens=self.train.max_new_tokens,
                 batch_size=self.train.generation_batch_size,
             )
-        return {cid: server.memory["llm_paths"] for cid in client_ids}
+        return {cid: state.llm_paths for cid in client_ids}
 
     def client_train(self, client: ClientParty, payload: Payload, round_idx: int) -> Payload:
         assert isinstance(payload, PublicPaths)

@@ -44,7 +44,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lada.hosts.base import ClientParty, Host, Party, ServerParty, step_seed
+from lada.hosts.base import Exchange, Host
+from lada.hosts.config import FedMKTConfig
+from lada.hosts.parties import ClientParty, Party, ServerParty, host_state, step_seed
 from lada.hosts.payloads import Payload, PayloadError, PublicPaths
 from lada.hosts.steps import write_public_paths
 from lada.hosts.token_alignment import (
@@ -195,11 +197,19 @@ def public_topk(
     )
 
 
+@dataclass
+class FedMKTState:
+    """What a FedMKT party (server or client) keeps: its vocabulary strings, computed once."""
+
+    vocab: list[str] | None = None
+
+
 def own_vocab(party: Party) -> list[str]:
     """The party's vocabulary strings, computed once (public: it says nothing about data)."""
-    if "fedmkt_vocab" not in party.memory:
-        party.memory["fedmkt_vocab"] = vocabulary_strings(party.model.tokenizer)
-    return party.memory["fedmkt_vocab"]
+    state = host_state(party, FedMKTState)
+    if state.vocab is None:
+        state.vocab = vocabulary_strings(party.model.tokenizer)
+    return state.vocab
 
 
 # --------------------------------------------------------------------------- selection, loss
@@ -310,9 +320,12 @@ def _stack(targets: Sequence[SparseTarget], device: torch.device) -> tuple[torch
 
 
 # --------------------------------------------------------------------------- the host
-class FedMKT(Host):
+class FedMKT(Host[FedMKTConfig]):
     name: ClassVar[str] = "fedmkt"
     exchanges: ClassVar[tuple[str, ...]] = ("train",)
+
+    def round_steps(self) -> dict[str, Exchange]:
+        return {"train": Exchange(self.send_train, self.client_train, self.receive_train)}
 
     # ------------------------------------------------------------------ train
     def send_train(

@@ -12,8 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from lada.hosts.payloads import EvalReport
 from lada.method.plugin import LadaPlugin
 from lada.models.training import TrainUsage
 from lada.models.wrapper import ReasoningModel
@@ -75,16 +76,36 @@ class RoundLog:
 
 @dataclass
 class Party:
-    """One side of the federation: its model, its optional plug-in, and host memory."""
+    """One side of the federation: its model, its optional plug-in, and its host's state.
+
+    `state` is the typed state of the host the party runs under (see `host_state`), kept
+    between steps and rounds and checkpointed with the party.
+    """
 
     name: str
     model: ReasoningModel
     plugin: LadaPlugin | None = None  # the receiver's LaDa plug-in, when LaDa is enabled
-    memory: dict[str, Any] = field(default_factory=dict)
+    state: object | None = None
     log: RoundLog = field(default_factory=RoundLog)
 
     def new_round(self) -> None:
         self.log = RoundLog()
+
+
+StateT = TypeVar("StateT")
+
+
+def host_state(party: Party, kind: type[StateT]) -> StateT:
+    """The host's state on `party`, of the host's own dataclass `kind` (empty on first use).
+
+    A party runs under one host, so it holds one kind of state; asking for another kind is a
+    programming error and raises instead of mixing two hosts' state.
+    """
+    if party.state is None:
+        party.state = kind()
+    if not isinstance(party.state, kind):
+        raise TypeError(f"{party.name}: holds {type(party.state).__name__}, not {kind.__name__}")
+    return party.state
 
 
 @dataclass
@@ -92,6 +113,8 @@ class ServerParty(Party):
     """The server: the LLM and the public pool."""
 
     public_pool: list[ReasoningItem] = field(default_factory=list)
+    #: The clients' evaluation reports of the last `evaluate` exchange, taken by the runner.
+    eval_reports: dict[int, EvalReport] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,13 +126,13 @@ class ClientParty(Party):
     test: list[ReasoningItem] = field(default_factory=list)
     #: The public pool as received from the server (public, so clients may keep a copy).
     public_pool: list[ReasoningItem] = field(default_factory=list)
+    #: Index of `public_pool` by item id, rebuilt when the pool changes size.
+    _public_index: dict[str, ReasoningItem] = field(default_factory=dict, repr=False)
 
     def public_by_id(self) -> dict[str, ReasoningItem]:
-        cached = self.memory.get("_public_by_id")
-        if cached is None or len(cached) != len(self.public_pool):
-            cached = {it.id: it for it in self.public_pool}
-            self.memory["_public_by_id"] = cached
-        return cached
+        if len(self._public_index) != len(self.public_pool):
+            self._public_index = {it.id: it for it in self.public_pool}
+        return self._public_index
 
 
 def step_seed(round_idx: int, offset: int) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 from lada.hosts.base import Host
 from lada.hosts.budget import Budget
+from lada.hosts.config import HostConfig, TrainConfig
 
 #: Host name -> "module:class", imported on first use.
 HOSTS: dict[str, str] = {
@@ -17,13 +18,15 @@ HOSTS: dict[str, str] = {
 }
 
 
-def host_class(name: str) -> type[Host]:
+def host_class(name: str) -> type[Host[Any]]:
     if name not in HOSTS:
         raise ValueError(f"host.name: unknown host {name!r}; known: {sorted(HOSTS)}")
     module, cls = HOSTS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
 
-def make_host(config: Any, train: Any, lada_enabled: bool, budget: Budget) -> Host:
+def make_host(
+    config: HostConfig, train: TrainConfig, lada_enabled: bool, budget: Budget
+) -> Host[Any]:
     """The host named by `config.name`, with or without the LaDa plug-in, held to `budget`."""
     return host_class(config.name)(config, train, lada_enabled, budget)
