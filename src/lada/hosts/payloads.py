@@ -5,17 +5,19 @@ numpy arrays, or dicts of numpy arrays. That restriction is what lets one codec 
 payload as a Flower record (arrays -> `ArrayRecord`, the rest -> `ConfigRecord`), lets the
 in-process runtime count bytes the same way, and lets the privacy audit read every string.
 
-A received message is untrusted input from another party, so `decode` checks it against the
-payload's declared field types before anything uses it, and raises `PayloadError` naming the
-payload kind and the field. The rules of the wire format:
+A received message is untrusted input from another party, so `decode` validates it before
+anything uses it, with a pydantic schema derived once per payload class from its declared field
+types, and raises `PayloadError` naming the payload kind and the field. The rules of the wire
+format:
 
 - every field is present (the sender's `split` always writes all of them), nothing else is;
 - config values are JSON text whose decoded value matches the field's type annotation;
 - `float` values and floating-point arrays are finite (a NaN or inf log-prob, score or weight
-  is a fault on the sender's side, never a value to learn from);
-- `int` values and integer arrays are counts, sizes, ids or offsets, so never negative;
+  is a fault on the sender's side, never a value to learn from): `Finite`, `ArrayRule`;
+- `int` values and integer arrays are counts, sizes, ids or offsets, so never negative:
+  `Count`, `ArrayRule`;
 - an array field has the dimensionality and dtype family (integer, floating, bool) of its
-  default, and no array has a non-numeric dtype;
+  default, and no array has a non-numeric dtype (`ArrayRule.like`);
 - lists named like the per-item columns in `PARALLEL_TO_ITEM_IDS` are empty or as long as the
   payload's `item_ids`;
 - then the payload's own `__post_init__` and `check` rules (lengths, ranges, item records).
@@ -27,14 +29,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, NotRequired, Union
 
 import numpy as np
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
+from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from lada.tasks.item import ReasoningItem
 
@@ -114,26 +127,26 @@ class Payload:
         """Arrays and JSON config values; which is which follows the field's declared type."""
         arrays: dict[str, np.ndarray] = {}
         config: dict[str, Any] = {}
-        for spec in _schema(type(self)):
-            value = getattr(self, spec.name)
-            if spec.layout == "array":
+        for name, layout in _wire(type(self)).layouts.items():
+            value = getattr(self, name)
+            if layout == "array":
                 if not isinstance(value, np.ndarray):
                     raise malformed(
-                        self.kind, spec.name, f"expected a numpy array, got {type(value).__name__}"
+                        self.kind, name, f"expected a numpy array, got {type(value).__name__}"
                     )
-                arrays[spec.name] = value
-            elif spec.layout == "array_dict":
+                arrays[name] = value
+            elif layout == "array_dict":
                 for key, array in value.items():
                     if not isinstance(array, np.ndarray):
                         raise malformed(
                             self.kind,
-                            f"{spec.name}/{key}",
+                            f"{name}/{key}",
                             f"expected a numpy array, got {type(array).__name__}",
                         )
-                    arrays[f"{spec.name}/{key}"] = array
-                config[spec.name + _KEYS_SUFFIX] = json.dumps(list(value))
+                    arrays[f"{name}/{key}"] = array
+                config[name + _KEYS_SUFFIX] = json.dumps(list(value))
             else:
-                config[spec.name] = json.dumps(value)
+                config[name] = json.dumps(value)
         return arrays, config
 
     @classmethod
@@ -145,36 +158,14 @@ class Payload:
                 "(message)",
                 f"expected two mappings (arrays, config), got {_kind(arrays)}, {_kind(config)}",
             )
-        values: dict[str, Any] = {}
-        used_arrays: set[str] = set()
-        used_config: set[str] = set()
-        for spec in _schema(cls):
-            try:
-                if spec.layout == "array":
-                    used_arrays.add(spec.name)
-                    values[spec.name] = _conform_array(_present(arrays, spec.name), spec.template)
-                elif spec.layout == "array_dict":
-                    key_record = spec.name + _KEYS_SUFFIX
-                    used_config.add(key_record)
-                    keys = _string_keys(_json_value(_present(config, key_record)))
-                    values[spec.name] = {}
-                    for key in keys:
-                        name = f"{spec.name}/{key}"
-                        used_arrays.add(name)
-                        if name not in arrays:
-                            raise _Mismatch(f"/{key}", "missing")
-                        values[spec.name][key] = _conform_array(arrays[name], None, f"/{key}")
-                else:
-                    used_config.add(spec.name)
-                    value = _json_value(_present(config, spec.name))
-                    values[spec.name] = _conform(value, spec.hint, "")
-            except _Mismatch as mismatch:
-                raise malformed(cls.kind, spec.name + mismatch.where, mismatch.problem) from None
-        extra = sorted(set(map(str, arrays)) - used_arrays) + sorted(
-            set(map(str, config)) - used_config
-        )
-        if extra:
-            raise malformed(cls.kind, extra[0], f"unexpected record (not a field of {cls.kind})")
+        wire = _wire(cls)
+        try:
+            values: dict[str, Any] = wire.records.validate_python(wire.gather(arrays, config))
+        except ValidationError as invalid:
+            raise wire.refusal(cls.kind, invalid) from None
+        extra = wire.unexpected(arrays, config, values)
+        if extra is not None:
+            raise malformed(cls.kind, extra, f"unexpected record (not a field of {cls.kind})")
         _check_parallel(cls.kind, values)
         try:
             payload = cls(**values)
@@ -263,160 +254,231 @@ def decode(
     return PAYLOAD_TYPES[kind].join(arrays, config)
 
 
-# --------------------------------------------------------------------------- field schema
+# --------------------------------------------------------------------------- field types
+#: A count, size, id or offset: an integer (not a boolean), never negative.
+Count = Annotated[int, Strict(), Field(ge=0)]
+#: A finite number (an integer is widened to float; a boolean is refused).
+Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Text = Annotated[str, Strict()]
+Flag = Annotated[bool, Strict()]
+
+_SCALARS: dict[Any, Any] = {int: Count, float: Finite, str: Text, bool: Flag}
+
+
+def _problem(text: str) -> PydanticCustomError:
+    """A validation error whose message is `text`, as `PayloadError` will print it."""
+    return PydanticCustomError("payload", "{problem}", {"problem": text})
+
+
+#: Stands for an array that a dict-of-arrays field lists but the message does not carry.
+_ABSENT: Any = object()
+
+
 @dataclass(frozen=True)
-class _FieldSpec:
-    """How one payload field travels and what it must hold."""
+class ArrayRule:
+    """A received numpy array, as pydantic metadata: `Annotated[np.ndarray, ArrayRule(...)]`.
 
-    name: str
-    hint: Any
-    layout: Literal["array", "array_dict", "json"]
-    template: np.ndarray | None  # an array field's default: its ndim and dtype family
+    The array has a numeric dtype, floating values are finite and signed integers are not
+    negative; with `ndim` and `family` ("integer", "floating" or "bool") it also has that many
+    dimensions and a dtype of that family.
+    """
 
+    ndim: int | None = None
+    family: str | None = None
 
-_SCHEMAS: dict[type, tuple[_FieldSpec, ...]] = {}
+    @classmethod
+    def like(cls, template: np.ndarray) -> ArrayRule:
+        """The rule for an array field whose default is `template`: its ndim and dtype family."""
+        return cls(template.ndim, _family(template.dtype.kind))
 
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(self.validate)
 
-def _schema(cls: type[Payload]) -> tuple[_FieldSpec, ...]:
-    cached = _SCHEMAS.get(cls)
-    if cached is not None:
-        return cached
-    hints = typing.get_type_hints(cls)
-    specs = []
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        template = None
-        if hint is np.ndarray:
-            layout = "array"
-            if f.default_factory is not dataclasses.MISSING:
-                template = np.asarray(f.default_factory())
-        elif typing.get_origin(hint) is dict and typing.get_args(hint)[1:] == (np.ndarray,):
-            layout = "array_dict"
-        else:
-            layout = "json"
-        specs.append(_FieldSpec(f.name, hint, layout, template))
-    _SCHEMAS[cls] = tuple(specs)
-    return _SCHEMAS[cls]
-
-
-class _Mismatch(Exception):
-    """A value does not fit its declared type; `where` is a suffix such as `[3]` or `['a']`."""
-
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(problem)
-        self.where = where
-        self.problem = problem
-
-
-def _present(records: Mapping[str, Any], name: str) -> Any:
-    if name not in records:
-        raise _Mismatch("", "missing")
-    return records[name]
-
-
-def _json_value(text: Any) -> Any:
-    if not isinstance(text, str | bytes):
-        raise _Mismatch("", f"expected JSON text, got {_kind(text)}")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as err:
-        raise _Mismatch("", f"invalid JSON ({err})") from None
-
-
-def _string_keys(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
-        raise _Mismatch("", f"expected a list of key strings, got {_kind(value)}")
-    if len(set(value)) != len(value):
-        raise _Mismatch("", "duplicate keys")
-    return value
-
-
-def _conform(value: Any, hint: Any, where: str) -> Any:
-    """`value` (decoded JSON) checked against `hint`; ints are widened where a float is due."""
-    origin = typing.get_origin(hint)
-    if hint is Any:
+    def validate(self, value: Any) -> np.ndarray:
+        """`value` itself when it keeps the rule; else a pydantic error saying what is wrong."""
+        if value is _ABSENT:
+            raise _problem("missing")
+        if not isinstance(value, np.ndarray):
+            raise _problem(f"expected a numpy array, got {type(value).__name__}")
+        family = value.dtype.kind
+        if family not in "biuf":
+            raise _problem(f"dtype {value.dtype} is not numeric")
+        if self.ndim is not None and value.ndim != self.ndim:
+            raise _problem(f"expected a {self.ndim}-D array, got shape {tuple(value.shape)}")
+        if self.family is not None and _family(family) != self.family:
+            raise _problem(f"expected an array of {self.family} dtype, got {value.dtype}")
+        if family == "f" and value.size and not np.all(np.isfinite(value)):
+            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+            raise _problem(f"{bad} of {value.size} values are not finite")
+        if family == "i" and value.size and value.min() < 0:
+            raise _problem(f"negative values (min {value.min()})")
         return value
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        first: _Mismatch | None = None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _conform(value, option, where)
-            except _Mismatch as mismatch:
-                first = first or mismatch
-        assert first is not None
-        raise first
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise _Mismatch(where, f"{value!r} is not one of {list(typing.get_args(hint))}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise _Mismatch(where, f"expected a boolean, got {_kind(value)}")
-        return value
-    if hint is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise _Mismatch(where, f"expected an integer, got {_kind(value)}")
-        if value < 0:
-            raise _Mismatch(where, f"must not be negative, got {value}")
-        return value
-    if hint is float:
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise _Mismatch(where, f"expected a number, got {_kind(value)}")
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond the float range
-            number = math.inf
-        if not math.isfinite(number):
-            raise _Mismatch(where, f"must be finite, got {value!r}")
-        return number
-    if hint is str:
-        if not isinstance(value, str):
-            raise _Mismatch(where, f"expected a string, got {_kind(value)}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise _Mismatch(where, f"expected a list, got {_kind(value)}")
-        item_hint = typing.get_args(hint)[0] if typing.get_args(hint) else Any
-        return [_conform(v, item_hint, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _Mismatch(where, f"expected an object, got {_kind(value)}")
-        value_hint = typing.get_args(hint)[1] if typing.get_args(hint) else Any
-        return {k: _conform(v, value_hint, f"{where}[{k!r}]") for k, v in value.items()}
-    return value  # a type this codec does not constrain further
-
-
-def _conform_array(value: Any, template: np.ndarray | None, where: str = "") -> np.ndarray:
-    """A received array checked for type, dtype family, dimensionality and finite values."""
-    if not isinstance(value, np.ndarray):
-        raise _Mismatch(where, f"expected a numpy array, got {type(value).__name__}")
-    family = value.dtype.kind
-    if family not in "biuf":
-        raise _Mismatch(where, f"dtype {value.dtype} is not numeric")
-    if template is not None:
-        if value.ndim != template.ndim:
-            raise _Mismatch(
-                where, f"expected a {template.ndim}-D array, got shape {tuple(value.shape)}"
-            )
-        wanted = _family(template.dtype.kind)
-        if _family(family) != wanted:
-            raise _Mismatch(where, f"expected an array of {wanted} dtype, got {value.dtype}")
-    if family == "f" and value.size and not np.all(np.isfinite(value)):
-        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
-        raise _Mismatch(where, f"{bad} of {value.size} values are not finite")
-    if family == "i" and value.size and value.min() < 0:
-        raise _Mismatch(where, f"negative values (min {value.min()})")
-    return value
 
 
 def _family(dtype_kind: str) -> str:
     names = {"b": "bool", "i": "integer", "u": "integer", "f": "floating"}
     return names.get(dtype_kind, dtype_kind)
+
+
+def _json_text(text: Any) -> Any:
+    """A config record decoded from JSON text (its field's type then checks the value)."""
+    if not isinstance(text, str | bytes):
+        raise _problem(f"expected JSON text, got {_kind(text)}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise _problem(f"invalid JSON ({err})") from None
+
+
+class _Listing(NamedTuple):
+    """A dict-of-arrays field as received: its keys record, and the arrays sent under its name."""
+
+    keys: Any
+    arrays: dict[str, Any]
+
+
+def _listed_arrays(listing: _Listing) -> dict[str, Any]:
+    """The arrays the keys record lists, by key (`_ABSENT` for one the message lacks)."""
+    keys = _json_text(listing.keys)
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise _problem(f"expected a list of key strings, got {_kind(keys)}")
+    if len(set(keys)) != len(keys):
+        raise _problem("duplicate keys")
+    return {key: listing.arrays.get(key, _ABSENT) for key in keys}
+
+
+def _json_type(hint: Any) -> Any:
+    """The validated type of a JSON field declared as `hint` (`int` -> `Count`, ...)."""
+    if hint is Any or hint in _SCALARS:
+        return _SCALARS.get(hint, hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return hint
+    if origin in (list, tuple):  # JSON has one sequence type; a tuple[X, ...] arrives as a list
+        return list[_json_type(args[0]) if args else Any]
+    if origin is dict:  # JSON object keys are strings
+        return dict[str, _json_type(args[1]) if args else Any]
+    if origin in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        (inner,) = (arg for arg in args if arg is not type(None))
+        return _json_type(inner) | None
+    raise TypeError(f"a payload field of type {hint} cannot travel as JSON")
+
+
+# --------------------------------------------------------------------------- schema of a kind
+_Layout = Literal["array", "array_dict", "json"]
+
+
+@dataclass(frozen=True)
+class _Wire:
+    """How one payload class travels: each field's layout, and the validator of its records."""
+
+    layouts: dict[str, _Layout]
+    records: TypeAdapter[dict[str, Any]]
+
+    def gather(self, arrays: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+        """The received records by field; an absent field stays absent (pydantic names it)."""
+        fields: dict[str, Any] = {}
+        for name, layout in self.layouts.items():
+            if layout != "array_dict":
+                records = arrays if layout == "array" else config
+                if name in records:
+                    fields[name] = records[name]
+            elif name + _KEYS_SUFFIX in config:
+                prefix = name + "/"
+                listed = {
+                    key.removeprefix(prefix): array
+                    for key, array in arrays.items()
+                    if isinstance(key, str) and key.startswith(prefix)
+                }
+                fields[name] = _Listing(config[name + _KEYS_SUFFIX], listed)
+        return fields
+
+    def unexpected(
+        self, arrays: Mapping[str, Any], config: Mapping[str, Any], values: Mapping[str, Any]
+    ) -> str | None:
+        """The first record that is no part of the validated `values`, if any."""
+        used_arrays = {name for name, layout in self.layouts.items() if layout == "array"}
+        used_config = {name for name, layout in self.layouts.items() if layout == "json"}
+        for name in self.layouts.keys() - used_arrays - used_config:  # dicts of arrays
+            used_config.add(name + _KEYS_SUFFIX)
+            used_arrays.update(f"{name}/{key}" for key in values[name])
+        extra = sorted(set(map(str, arrays)) - used_arrays) + sorted(
+            set(map(str, config)) - used_config
+        )
+        return extra[0] if extra else None
+
+    def refusal(self, kind: str, invalid: ValidationError) -> PayloadError:
+        """The `PayloadError` for the first problem pydantic found, naming the field."""
+        error = invalid.errors(include_url=False)[0]
+        name, *rest = error["loc"]
+        where = str(name)
+        if rest and self.layouts.get(where) == "array_dict":
+            where += f"/{rest.pop(0)}"
+        return malformed(kind, where + _subscripts(rest), _describe(error))
+
+
+_WIRES: dict[type, _Wire] = {}
+
+
+def _wire(cls: type[Payload]) -> _Wire:
+    """The (cached) wire schema of a payload class, derived from its dataclass fields."""
+    cached = _WIRES.get(cls)
+    if cached is not None:
+        return cached
+    hints = typing.get_type_hints(cls)
+    layouts: dict[str, _Layout] = {}
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if hint is np.ndarray:
+            layouts[f.name] = "array"
+            has_default = f.default_factory is not dataclasses.MISSING
+            rule = ArrayRule.like(np.asarray(f.default_factory())) if has_default else ArrayRule()
+            fields[f.name] = Annotated[np.ndarray, rule]
+        elif typing.get_origin(hint) is dict and typing.get_args(hint)[1:] == (np.ndarray,):
+            layouts[f.name] = "array_dict"
+            arrays = dict[str, Annotated[np.ndarray, ArrayRule()]]
+            fields[f.name] = Annotated[arrays, BeforeValidator(_listed_arrays)]
+        else:
+            layouts[f.name] = "json"
+            fields[f.name] = Annotated[_json_type(hint), BeforeValidator(_json_text)]
+    records = TypeAdapter(TypedDict(f"{cls.__name__}Records", fields))
+    _WIRES[cls] = _Wire(layouts, records)
+    return _WIRES[cls]
+
+
+# --------------------------------------------------------------------------- error messages
+#: The problem each kind of pydantic error stands for (`json` is the JSON kind of the input).
+_PROBLEMS = {
+    "payload": "{problem}",  # raised here, with the message already written
+    "missing": "missing",
+    "greater_than_equal": "must not be negative, got {input}",
+    "finite_number": "must be finite, got {input!r}",
+    "literal_error": "{input!r} is not one of {expected}",
+    "bool_type": "expected a boolean, got {json}",
+    "int_type": "expected an integer, got {json}",
+    "float_type": "expected a number, got {json}",
+    "string_type": "expected a string, got {json}",
+    "list_type": "expected a list, got {json}",
+    "dict_type": "expected an object, got {json}",
+}
+
+
+def _describe(error: ErrorDetails) -> str:
+    """One pydantic error as the problem part of a `PayloadError` message."""
+    kind, value = error["type"], error.get("input")
+    if kind == "float_type" and type(value) is int:  # an integer beyond the float range
+        kind = "finite_number"
+    if kind not in _PROBLEMS:
+        return error["msg"]
+    return _PROBLEMS[kind].format(input=value, json=_kind(value), **error.get("ctx", {}))
+
+
+def _subscripts(loc: typing.Sequence[int | str]) -> str:
+    """`[3]['a']` for a location inside a JSON value (list indices, then object keys)."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f"[{part!r}]" for part in loc)
 
 
 def _check_parallel(kind: str, values: Mapping[str, Any]) -> None:
@@ -457,8 +519,7 @@ class PublicItems(Payload):
     def check(self) -> None:
         """Every record is a valid `ReasoningItem` record, and ids are unique."""
         seen: set[str] = set()
-        for index, record in enumerate(self.items):
-            item = _item_record(self.kind, f"items[{index}]", record)
+        for index, item in enumerate(_items(self.kind, self.items)):
             if item.id in seen:
                 raise malformed(self.kind, f"items[{index}].id", f"duplicate id {item.id!r}")
             seen.add(item.id)
@@ -527,33 +588,44 @@ class EvalReport(Payload):
 
 
 # --------------------------------------------------------------------------- record checks
-_ITEM_HINTS = typing.get_type_hints(ReasoningItem)
-_ITEM_REQUIRED = tuple(
-    f.name
-    for f in dataclasses.fields(ReasoningItem)
-    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-)
+def _item_records() -> TypeAdapter[list[dict[str, Any]]]:
+    """A validator of `ReasoningItem` records: the item's fields, typed, and nothing else."""
+    hints = typing.get_type_hints(ReasoningItem)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(ReasoningItem):
+        required = f.default is f.default_factory is dataclasses.MISSING
+        wire_type = _json_type(hints[f.name])
+        fields[f.name] = wire_type if required else NotRequired[wire_type]
+    record = with_config(ConfigDict(extra="forbid"))(TypedDict("ItemRecord", fields))
+    return TypeAdapter(list[record])
 
 
-def _item_record(kind: str, where: str, record: Any) -> ReasoningItem:
-    """A `ReasoningItem` from a received record, or a `PayloadError` naming the bad field."""
-    if not isinstance(record, dict):
-        raise malformed(kind, where, f"expected an item object, got {_kind(record)}")
-    for name in _ITEM_REQUIRED:
-        if name not in record:
-            raise malformed(kind, f"{where}.{name}", "missing")
-    for name, value in record.items():
-        if name not in _ITEM_HINTS:
-            raise malformed(kind, f"{where}.{name}", "not a field of a reasoning item")
-        try:
-            _conform(value, _ITEM_HINTS[name], "")
-        except _Mismatch as mismatch:
-            raise malformed(kind, f"{where}.{name}{mismatch.where}", mismatch.problem) from None
+_ITEM_RECORDS = _item_records()
+
+
+def _items(kind: str, records: Any) -> list[ReasoningItem]:
+    """`ReasoningItem`s from received records, or a `PayloadError` naming the bad field."""
     try:
-        return ReasoningItem.from_dict(record)
-    except ValueError as err:  # the item's own checks read "field: problem"
-        name, _, problem = str(err).partition(": ")
-        raise malformed(kind, f"{where}.{name}", problem or str(err)) from None
+        _ITEM_RECORDS.validate_python(records)
+    except ValidationError as invalid:
+        error = invalid.errors(include_url=False)[0]
+        index, *rest = error["loc"]
+        if not rest:
+            problem = f"expected an item object, got {_kind(error['input'])}"
+        elif error["type"] == "extra_forbidden":
+            problem = "not a field of a reasoning item"
+        else:
+            problem = _describe(error)
+        where = f"items[{index}]" + (f".{rest[0]}{_subscripts(rest[1:])}" if rest else "")
+        raise malformed(kind, where, problem) from None
+    items = []
+    for index, record in enumerate(records):
+        try:
+            items.append(ReasoningItem.from_dict(record))
+        except ValueError as err:  # the item's own checks read "field: problem"
+            name, _, problem = str(err).partition(": ")
+            raise malformed(kind, f"items[{index}].{name}", problem or str(err)) from None
+    return items
 
 
 def _check_unique_ids(kind: str, item_ids: list[str]) -> None:
