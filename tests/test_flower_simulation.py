@@ -16,11 +16,12 @@ QUIET = Console(quiet=True)
 
 def test_flower_simulation_matches_the_inprocess_runtime_round_by_round(tmp_path):
     data = tiny_config(tmp_path, "fedcot", True, rounds=2)
-    inprocess = Runner(validate(data), console=QUIET).run()
+    inprocess = Runner(validate(data), console=QUIET, audit=True).run()
     flower = run_experiment(
         validate({**data, "runtime": "flower-sim"}),
         run_dir=tmp_path / "flower-run",
         console=QUIET,
+        audit=True,
     )
 
     def records(run_dir):
@@ -39,3 +40,5 @@ def test_flower_simulation_matches_the_inprocess_runtime_round_by_round(tmp_path
         "summary.json",
     }
     assert flower.summary["final"] == inprocess.summary["final"]
+    # The privacy audit saw the same strings cross on both runtimes.
+    assert flower.audit.records and sorted(flower.audit.records) == sorted(inprocess.audit.records)

@@ -25,7 +25,7 @@ from lada.experiments.checkpoint import load_latest, restore_rng, save_checkpoin
 from lada.experiments.config import ConfigError, ExperimentConfig, dump_config
 from lada.experiments.setup import Federation, build_federation
 from lada.federation.inprocess import InProcessRuntime
-from lada.federation.traffic import PayloadAudit, Traffic
+from lada.federation.traffic import PayloadAudit, PrivateTexts, Traffic
 from lada.hosts.base import EVALUATE, SETUP, Host, ServerParty
 from lada.hosts.payloads import EvalReport
 from lada.models.training import evaluate
@@ -63,14 +63,12 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def private_texts(federation: Federation) -> set[str]:
-    """Every private question, rationale and item id (what must never cross a boundary)."""
-    texts: set[str] = set()
-    for client in federation.clients:
-        for item in (*client.train, *client.test):
-            texts.update((item.id, item.question, item.rationale))
-    public = {it.question for it in federation.server.public_pool}
-    return {t for t in texts if t and t not in public}
+def private_texts(federation: Federation) -> PrivateTexts:
+    """What must never cross a boundary: the question, rationale, gold path and id of every
+    client's private train and test items, set against the server's public pool (for
+    `PayloadAudit.leaks`)."""
+    private = [it for client in federation.clients for it in (*client.train, *client.test)]
+    return PrivateTexts.from_items(private, federation.server.public_pool)
 
 
 def _selection_records(

@@ -4,13 +4,19 @@ The same `Runner` that drives the in-process runtime drives this one; only the c
 A client that does not answer a step in time (its node died, its message was malformed, its step
 raised) is logged by id and left out of the rest of the run; the run goes on while at least
 `federation.min_clients` clients answer, and stops with a clear error otherwise.
+
+With an audit, every payload is recorded as the in-process runtime records it (down before it is
+sent, up as it arrived); a reply that is rejected, and a client's error reason, crossed too and
+are recorded with kind "rejected" and "error".
 """
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
-from flwr.app import Message
+from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from rich.console import Console
 
@@ -20,6 +26,36 @@ from lada.federation.records import from_records, record_nbytes, to_records
 from lada.federation.traffic import PayloadAudit, Traffic
 from lada.hosts.base import Host, ServerParty
 from lada.hosts.payloads import Payload, PayloadError
+
+
+def _config_strings(content: RecordDict) -> list[str]:
+    """Every string in a record dict's config records, whatever their shape (for the privacy
+    audit of a reply that could not be decoded): JSON text is decoded and walked like a payload's
+    fields, other text is taken as it is."""
+    out: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, bytes):
+            out.append(value.decode("utf-8", errors="replace"))
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                out.append(str(k))
+                walk(v)
+
+    for record in content.config_records.values():
+        for value in record.values():
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    pass
+            walk(value)
+    return out
 
 
 class FederationError(RuntimeError):
@@ -141,6 +177,8 @@ class FlowerRuntime:
                 continue
             answered.add(cid)
             if reply.has_error():
+                if self.audit is not None:
+                    self.audit.record_strings(f"{exchange}/up", "error", [reply.error.reason])
                 self._lose(cid, reply.error.reason, exchange, traffic)
                 continue
             try:
@@ -149,6 +187,10 @@ class FlowerRuntime:
                     raise PayloadError(f"reply of {size} bytes exceeds {self.limit_bytes} bytes")
                 _, payload = from_records(reply.content)
             except PayloadError as err:
+                if self.audit is not None:  # rejected, but it crossed all the same
+                    self.audit.record_strings(
+                        f"{exchange}/up", "rejected", _config_strings(reply.content)
+                    )
                 self._lose(cid, f"rejected reply: {err}", exchange, traffic)
                 continue
             if self.audit is not None:
