@@ -31,9 +31,9 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from lada.apps.run import run_experiment  # noqa: E402
 from lada.experiments.compare import variant_config  # noqa: E402
 from lada.experiments.config import ExperimentConfig, load_config  # noqa: E402
-from lada.experiments.runner import run_experiment  # noqa: E402
 from lada.tasks.prompts import gold_path, render_prompt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

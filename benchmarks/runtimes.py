@@ -24,8 +24,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from lada.apps.run import run_experiment
 from lada.experiments.config import load_config
-from lada.experiments.runner import run_experiment
 from lada.federation.local_deployment import LocalDeployment
 
 REPO = Path(__file__).resolve().parents[1]

@@ -72,8 +72,8 @@ def scale_config(scale: str, n_clients: int, runtime: str, overrides: list[str])
 def worker(config_path: Path, result_path: Path, threads: int) -> None:
     """Run one experiment in this process and write what the parent needs."""
     setup_environment(threads)
+    from lada.apps.run import run_experiment
     from lada.experiments.config import ExperimentConfig
-    from lada.experiments.runner import run_experiment
 
     config = ExperimentConfig.model_validate(json.loads(config_path.read_text()))
     started = time.perf_counter()

@@ -7,10 +7,10 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 from rich.console import Console
 
+from lada.apps.client_app import MALFORMED, handle
+from lada.apps.server_app import serve
 from lada.experiments.config import validate
-from lada.federation.client_app import MALFORMED, handle
 from lada.federation.flower_runtime import FederationError
-from lada.federation.server_app import serve
 from tests.test_end_to_end import tiny_config
 
 

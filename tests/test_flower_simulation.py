@@ -6,8 +6,9 @@ import json
 
 from rich.console import Console
 
+from lada.apps.run import run_experiment
 from lada.experiments.config import validate
-from lada.experiments.runner import Runner, run_experiment
+from lada.experiments.runner import Runner
 from tests.test_end_to_end import tiny_config
 from tests.test_resume import _comparable, _selections
 

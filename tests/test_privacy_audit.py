@@ -14,12 +14,12 @@ from flwr.app import ConfigRecord, Error, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 from rich.console import Console
 
+from lada.apps.client_app import MALFORMED
+from lada.apps.server_app import serve
 from lada.experiments.config import validate
 from lada.experiments.runner import Runner, private_texts
 from lada.experiments.setup import load_split
-from lada.federation.client_app import MALFORMED
 from lada.federation.records import read_header, to_records
-from lada.federation.server_app import serve
 from lada.federation.traffic import (
     PASSAGE_MIN_CHARS,
     QUESTION_MIN_CHARS,

@@ -20,12 +20,12 @@ from typer.core import TyperGroup
 #: (a group of commands) or one command function.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": (
-        "lada.experiments.run_cli",
+        "lada.apps.run_cli",
         "run",
         "Run one experiment and write its run folder (config, metrics, selections, summary).",
     ),
     "compare": (
-        "lada.experiments.run_cli",
+        "lada.apps.run_cli",
         "compare_cmd",
         "Host alone vs host + LaDa and its ablations over seeds: a Markdown table and plots.",
     ),

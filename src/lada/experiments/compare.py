@@ -23,14 +23,14 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from lada.experiments.config import ExperimentConfig
-from lada.experiments.runner import run_experiment
+from lada.experiments.runner import RunResult
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "host": {"lada_enabled": False},
@@ -166,9 +166,14 @@ def markdown_table(table: dict[str, dict[str, Any]], host: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Runs one config and returns its result (`lada.apps.run.run_experiment` picks the runtime).
+RunFn = Callable[..., RunResult]
+
+
 def compare(
     base: ExperimentConfig,
     *,
+    run: RunFn,
     variants: Sequence[str] = tuple(VARIANTS),
     seeds: Sequence[int] | None = None,
     out: Path | None = None,
@@ -187,7 +192,7 @@ def compare(
     for seed in seeds:
         for variant in variants:
             console.print(f"[bold]compare[/] {variant} seed {seed}")
-            result = run_experiment(variant_config(base, variant, seed, out), console=console)
+            result = run(variant_config(base, variant, seed, out), console=console)
             results[variant].append(result.summary)
             run_dirs[variant].append(str(result.run_dir))
     table = summarize(results)

@@ -16,6 +16,7 @@ import tomli_w
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lada.federation.config import FederationConfig
 from lada.hosts.budget import Budget
 from lada.hosts.config import FedCoTConfig, HostConfig, TrainConfig
 from lada.method.config import LadaConfig
@@ -88,28 +89,6 @@ class CheckpointConfig(_Strict):
 
     enabled: bool = Field(True, description="Write a checkpoint after every round.")
     keep: int = Field(2, ge=1, description="Newest checkpoints kept (older ones are deleted).")
-
-
-class FederationConfig(_Strict):
-    """How rounds survive slow or lost clients, and bounds on what may cross the wire."""
-
-    min_clients: int | None = Field(
-        None,
-        ge=1,
-        description="A step goes on when at least this many clients answered (default: all).",
-    )
-    round_timeout_s: float | None = Field(
-        None, gt=0, description="Seconds a step waits for replies before going on without them."
-    )
-    max_payload_mb: float = Field(
-        512.0, gt=0, description="Payloads larger than this are refused on either side."
-    )
-    cpus_per_client: float = Field(
-        1.0, gt=0, description="CPU cores a simulated client reserves (Flower simulation)."
-    )
-    gpus_per_client: float = Field(
-        0.0, ge=0, description="GPUs a simulated client reserves, e.g. 0.25 (Flower simulation)."
-    )
 
 
 class ExperimentConfig(_Strict):

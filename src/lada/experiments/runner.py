@@ -385,12 +385,3 @@ def client_table(summary: dict[str, Any]) -> Table:
             f"{summary['final']['llm_accuracy']:.1%}",
         )
     return table
-
-
-def run_experiment(config: ExperimentConfig, **kwargs: Any) -> RunResult:
-    """Run `config` on the runtime it names (in-process or Flower simulation)."""
-    if config.runtime == "flower-sim":
-        from lada.federation.simulation import run_flower_simulation
-
-        return run_flower_simulation(config, **kwargs)
-    return Runner(config, **kwargs).run()

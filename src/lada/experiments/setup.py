@@ -12,6 +12,7 @@ from rich.console import Console
 from lada.experiments.config import ExperimentConfig
 from lada.hosts.base import ClientParty, Host, ServerParty
 from lada.hosts.registry import make_host
+from lada.method.plugin import LadaPlugin
 from lada.models.coverage import check_encodable
 from lada.models.device import resolve_device
 from lada.models.presets import TINY_PRESETS, load_model
@@ -98,8 +99,6 @@ def make_plugin(config: ExperimentConfig, party: str, seed_offset: int):
     """The LaDa plug-in of one receiving side, or None when the host runs alone."""
     if not config.lada_enabled:
         return None
-    from lada.method.plugin import LadaPlugin
-
     lada = config.lada.model_copy(update={"seed": config.lada.seed + config.seed + seed_offset})
     return LadaPlugin(lada, device=str(resolve_device(config.device)))
 

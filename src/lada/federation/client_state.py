@@ -17,14 +17,13 @@ import torch
 from flwr.app import ConfigRecord, Context
 
 from lada.hosts.base import ClientParty
+from lada.models.presets import cache_dir
 
 STATE_RECORD = "lada"
 _CACHE: dict[str, tuple[int, ClientParty]] = {}
 
 
 def default_state_dir(run_id: int, client_id: int) -> Path:
-    from lada.models.presets import cache_dir
-
     return cache_dir() / "flower-clients" / f"run-{run_id}" / f"client-{client_id}"
 
 

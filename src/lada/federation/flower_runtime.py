@@ -20,7 +20,7 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from rich.console import Console
 
-from lada.experiments.config import ExperimentConfig
+from lada.federation.config import FederationConfig
 from lada.federation.protocol import HELLO, hello_content, message_type, read_identity
 from lada.federation.records import from_records, record_nbytes, to_records
 from lada.federation.traffic import PayloadAudit, Traffic
@@ -68,20 +68,24 @@ class FlowerRuntime:
     def __init__(
         self,
         grid: Grid,
-        config: ExperimentConfig,
-        host: Host,
+        federation: FederationConfig,
+        n_clients: int,
+        hello: str,
+        host: Host[Any],
         server: ServerParty,
         console: Console,
         audit: PayloadAudit | None = None,
     ) -> None:
+        """`hello` is what each client node gets first (the experiment config, as JSON): it
+        builds its party from it."""
         self.grid = grid
-        self.config = config
+        self.hello = hello
         self.host = host
         self.server = server
         self.console = console
         self.audit = audit
-        fed = config.federation
-        self.n_clients = config.data.split.n_clients
+        fed = federation
+        self.n_clients = n_clients
         self.min_clients = fed.min_clients or self.n_clients
         self.timeout = fed.round_timeout_s
         self.limit_bytes = int(fed.max_payload_mb * 1e6)
@@ -102,9 +106,8 @@ class FlowerRuntime:
                 f"only {len(node_ids)} client nodes connected within {wait_s:.0f} s; "
                 f"need at least {self.min_clients} (federation.min_clients)"
             )
-        config_json = self.config.model_dump_json()
         messages = [
-            Message(content=hello_content(config_json), dst_node_id=n, message_type=HELLO)
+            Message(content=hello_content(self.hello), dst_node_id=n, message_type=HELLO)
             for n in node_ids
         ]
         for reply in self.grid.send_and_receive(messages, timeout=self.timeout):

@@ -12,6 +12,7 @@ from flwr.app import ConfigRecord, RecordDict
 
 from lada.hosts.base import EVALUATE, SETUP
 from lada.hosts.payloads import PayloadError
+from lada.hosts.registry import HOSTS, host_class
 
 HELLO = "query.hello"
 EXPERIMENT = "experiment"
@@ -28,8 +29,6 @@ def message_type(host: str, exchange: str, lada_enabled: bool) -> str:
 
 def all_message_types() -> dict[str, tuple[str, str]]:
     """Every host step's message type -> (category, action), for registering client handlers."""
-    from lada.hosts.registry import HOSTS, host_class
-
     types = {}
     for name in HOSTS:
         exchanges = (SETUP, EVALUATE, *host_class(name).exchanges)

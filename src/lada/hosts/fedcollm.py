@@ -68,6 +68,7 @@ from lada.hosts.config import FedCoLLMConfig
 from lada.hosts.parties import ClientParty, ServerParty, host_state, step_seed
 from lada.hosts.payloads import Empty, Payload, PayloadError, PublicPaths, Weights
 from lada.hosts.steps import write_public_paths
+from lada.models.presets import build_model
 from lada.models.training import TrainUsage, cycled_batches
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.prompts import gold_path, render_prompt
@@ -328,8 +329,6 @@ def dtype_name(model: ReasoningModel) -> str:
 
 def build_from_source(source_json: str, *, device: torch.device, dtype: str) -> ReasoningModel:
     """Rebuild a model (architecture, base weights, fresh adapter) from its source spec."""
-    from lada.models.presets import build_model
-
     # Tiny presets seed torch while building; keep the caller's random stream untouched.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         return build_model(json.loads(source_json), device=str(device), dtype=dtype)

@@ -20,6 +20,7 @@ from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
 from lada.experiments.config import ExperimentConfig
+from lada.experiments.setup import build_client, load_split
 from lada.federation.client_state import ClientStateStore
 from lada.federation.protocol import HELLO, all_message_types, identity_content, read_hello
 from lada.federation.records import from_records, record_nbytes, to_records
@@ -27,6 +28,7 @@ from lada.hosts.base import SETUP, ClientParty
 from lada.hosts.payloads import PayloadError
 from lada.hosts.registry import make_host
 from lada.tasks.item import ReasoningItem
+from lada.tasks.loaders import load_file
 
 log = logging.getLogger("lada.client")
 #: Error code of the reply to a malformed message (Flower reserves small numbers for its own).
@@ -49,15 +51,11 @@ def own_items(
     """This client's private train and test items: its own file, or its share of the split."""
     data_path = context.node_config.get("data-path")
     if data_path:
-        from lada.tasks.loaders import load_file
-
         fmt = str(context.node_config.get("data-format", "auto"))
         items = list(load_file(str(data_path), format=fmt).items)
         random.Random(config.seed + client_id).shuffle(items)
         n_test = config.data.split.n_test
         return items[n_test : n_test + config.data.split.n_train], items[:n_test]
-    from lada.experiments.setup import load_split
-
     share = load_split(config).clients[client_id]
     return share.train, share.test
 
@@ -90,8 +88,6 @@ def _answer(message: Message, context: Context) -> Message:
         config = ExperimentConfig.model_validate_json(config_json)
         store.remember("config", config_json)
         train, test = own_items(config, context, client_id)
-        from lada.experiments.setup import build_client
-
         store.save(build_client(config, client_id, train, test))
         return Message(identity_content(client_id, len(train), len(test)), reply_to=message)
 

@@ -8,6 +8,7 @@ assignments separated by `;`, `run-dir` the run folder (default: a new one under
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from rich.console import Console
 
-from lada.experiments.config import ExperimentConfig, load_config, validate
+from lada.experiments.config import ExperimentConfig, apply_override, load_config, validate
 from lada.experiments.runner import Runner, RunResult, ServerSide
+from lada.experiments.setup import build_server, load_split
 from lada.federation.flower_runtime import FlowerRuntime
 from lada.hosts.registry import make_host
 
@@ -28,12 +30,18 @@ def build_server_side(grid: Grid, config: ExperimentConfig, console: Console) ->
     on the union of the clients' test items; it never sends client items anywhere. With
     client-held data files (`data-path` on the nodes) there is no such union to score on.
     """
-    from lada.experiments.setup import build_server, load_split
-
     split = load_split(config)
     server = build_server(config, split.public_pool, console)
     host = make_host(config.host, config.train, config.lada_enabled, config.budget)
-    runtime = FlowerRuntime(grid, config, host, server, console)
+    runtime = FlowerRuntime(
+        grid,
+        config.federation,
+        config.data.split.n_clients,
+        config.model_dump_json(),
+        host,
+        server,
+        console,
+    )
     cap = config.evaluation.llm_max_items_per_client
     union = [it for share in split.clients for it in share.test[:cap]]
     return ServerSide(host, server, runtime, union)
@@ -64,10 +72,6 @@ def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
     if not source:
         raise ValueError("run config: 'config' must name an experiment config file")
     if source.startswith("{"):
-        import json
-
-        from lada.experiments.config import apply_override
-
         data = json.loads(source)
         for assignment in overrides:
             apply_override(data, assignment)

@@ -17,10 +17,10 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from rich.console import Console
 
+from lada.apps.client_app import make_client_app
+from lada.apps.server_app import serve
 from lada.experiments.config import ExperimentConfig
 from lada.experiments.runner import RunResult
-from lada.federation.client_app import make_client_app
-from lada.federation.server_app import serve
 
 
 def run_flower_simulation(

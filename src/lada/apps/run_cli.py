@@ -33,8 +33,9 @@ def run(
     except ConfigError as err:
         console.print(f"[red]invalid config[/]\n{err}")
         raise typer.Exit(2) from None
+    from lada.apps.run import run_experiment
     from lada.experiments.checkpoint import CheckpointError
-    from lada.experiments.runner import client_table, run_experiment
+    from lada.experiments.runner import client_table
 
     try:
         if resume is not None:
@@ -64,6 +65,7 @@ def compare_cmd(
     except ConfigError as err:
         console.print(f"[red]invalid config[/]\n{err}")
         raise typer.Exit(2) from None
+    from lada.apps.run import run_experiment
     from lada.experiments.compare import SWEEPS, VARIANTS, compare, is_variant
 
     unknown = [v for v in variants if not is_variant(v)]
@@ -74,6 +76,11 @@ def compare_cmd(
         )
         raise typer.Exit(2)
     folder = compare(
-        cfg, variants=variants or tuple(VARIANTS), seeds=seeds or None, out=out, console=console
+        cfg,
+        run=run_experiment,
+        variants=variants or tuple(VARIANTS),
+        seeds=seeds or None,
+        out=out,
+        console=console,
     )
     console.print(f"comparison folder: {folder}")
