@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any
+from typing import Any, cast
 
 import torch
 from flwr.app import Context, Error, Message
@@ -28,7 +28,7 @@ from lada.hosts.base import SETUP, ClientParty
 from lada.hosts.payloads import PayloadError
 from lada.hosts.registry import make_host
 from lada.tasks.item import ReasoningItem
-from lada.tasks.loaders import load_file
+from lada.tasks.loaders import FileFormat, load_file
 
 log = logging.getLogger("lada.client")
 #: Error code of the reply to a malformed message (Flower reserves small numbers for its own).
@@ -52,7 +52,8 @@ def own_items(
     data_path = context.node_config.get("data-path")
     if data_path:
         fmt = str(context.node_config.get("data-format", "auto"))
-        items = list(load_file(str(data_path), format=fmt).items)
+        # load_file checks the format name and says which ones exist.
+        items = list(load_file(str(data_path), format=cast(FileFormat, fmt)).items)
         random.Random(config.seed + client_id).shuffle(items)
         n_test = config.data.split.n_test
         return items[n_test : n_test + config.data.split.n_train], items[:n_test]

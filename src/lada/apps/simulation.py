@@ -47,12 +47,13 @@ def run_flower_simulation(
 
     fed = config.federation
     n = config.data.split.n_clients
+    init_args: dict[str, int] = {"num_cpus": max(1, int(round(n * fed.cpus_per_client)))}
+    if fed.gpus_per_client == 0:
+        init_args["num_gpus"] = 0
     backend_config = {
         "client_resources": {"num_cpus": fed.cpus_per_client, "num_gpus": fed.gpus_per_client},
-        "init_args": {"num_cpus": max(1, int(round(n * fed.cpus_per_client))), "num_gpus": 0},
+        "init_args": init_args,
     }
-    if fed.gpus_per_client > 0:
-        backend_config["init_args"].pop("num_gpus")
     # Ray workers inherit the environment: the model cache and offline mode travel with it.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.getLogger("flwr").setLevel(logging.WARNING)

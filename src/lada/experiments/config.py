@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -234,7 +235,7 @@ def _with_host_name(data: dict[str, Any]) -> dict[str, Any]:
     host = data.get("host")
     if not isinstance(host, dict) or "name" in host:
         return data
-    default_name = ExperimentConfig.model_fields["host"].default_factory().name
+    default_name = FedCoTConfig().name  # the `host` field's default
     return {**data, "host": {"name": default_name, **host}}
 
 
@@ -250,7 +251,7 @@ def validate(data: dict[str, Any], origin: str = "config") -> ExperimentConfig:
         raise ConfigError("\n".join(lines)) from None
 
 
-def load_config(path: Path | str | None, overrides: list[str] = ()) -> ExperimentConfig:
+def load_config(path: Path | str | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read a TOML/YAML config (or the defaults when `path` is None) and apply overrides."""
     data = read_config_file(Path(path)) if path is not None else {}
     for assignment in overrides:

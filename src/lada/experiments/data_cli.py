@@ -53,7 +53,7 @@ def check(
     table = Table()
     table.add_column("answer kind")
     table.add_column("items", justify="right")
-    counts = Counter(item.answer_kind for item in result.items)
+    counts: Counter[str] = Counter(item.answer_kind for item in result.items)
     for kind in ANSWER_KINDS:
         if counts[kind]:
             table.add_row(kind, str(counts[kind]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import cast
 
 import typer
 from rich.console import Console
@@ -16,7 +17,14 @@ from rich.table import Table
 
 from lada.models.device import resolve_device
 from lada.models.presets import default_learning_rate, load_model
-from lada.models.training import DECAY_SHAPES, EvalResult, LRSchedule, evaluate, sft
+from lada.models.training import (
+    DECAY_SHAPES,
+    DecayShape,
+    EvalResult,
+    LRSchedule,
+    evaluate,
+    sft,
+)
 from lada.tasks.gym_suite import SUITES, load_suite
 
 local_app = typer.Typer(no_args_is_help=False)
@@ -63,7 +71,9 @@ def local(
         shapes = f"{', '.join(DECAY_SHAPES[:-1])} or {DECAY_SHAPES[-1]}"
         raise typer.BadParameter(f"--decay: {decay!r} is not {shapes}")
     schedule = LRSchedule(
-        warmup_fraction=warmup_fraction, decay=decay, min_lr_fraction=min_lr_fraction
+        warmup_fraction=warmup_fraction,
+        decay=cast(DecayShape, decay),  # checked against DECAY_SHAPES above
+        min_lr_fraction=min_lr_fraction,
     )
     n_domains = len(SUITES[suite].domains)
     items = load_suite(suite, n=(train_per_domain + test_per_domain) * n_domains, seed=seed)

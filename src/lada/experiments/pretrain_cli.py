@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -50,7 +51,8 @@ def pretrain(
         for tensor in model.model.state_dict().values():
             tensor.copy_(tensor.half().to(tensor.dtype))
     n_items = len(pretraining_items(shipped.pretrain))
-    record = {
+    measured = measure(model, shipped, test_per_domain)
+    record: dict[str, Any] = {
         "pretraining_items": n_items,
         "optimizer_steps": optimizer_steps(
             n_items, shipped.pretrain.batch_size, shipped.pretrain.epochs
@@ -58,7 +60,7 @@ def pretrain(
         # Seconds this command spent training (None: the weights came from the local cache).
         "pretraining_seconds": None if cached else round(trained_s, 1),
         "torch_threads": torch.get_num_threads(),
-        "measured": measure(model, shipped, test_per_domain),
+        "measured": measured,
         "sample": measure(model, shipped, per_domain=SAMPLE_PER_DOMAIN),
     }
     # Every base is also measured on the decisive experiment's levels, where the teacher must
@@ -69,7 +71,7 @@ def pretrain(
     table = Table(title=f"{name}: accuracy on fresh reserved questions")
     table.add_column("domain")
     table.add_column("accuracy", justify="right")
-    for domain, acc in record["measured"]["per_domain"].items():
+    for domain, acc in measured["per_domain"].items():
         table.add_row(domain, f"{acc:.1%}")
     Console().print(table)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

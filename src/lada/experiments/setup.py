@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -49,14 +50,25 @@ def load_items(config: ExperimentConfig) -> list[ReasoningItem]:
         # small reserved share still yields enough test items.
         n_open = 2 * -(-(split.n_public + split.n_clients * split.n_train) // n_domains)
         n_reserved = 2 * -(-(split.n_clients * split.n_test) // n_domains)
-        common = {"seed": config.seed, "evaluation_share": share}
-        items = load_suite(data.suite, n=n_open * n_domains, reserved="exclude", **common)
+        seed = config.seed
+        items = load_suite(
+            data.suite, n=n_open * n_domains, seed=seed, evaluation_share=share, reserved="exclude"
+        )
         if n_reserved:
-            items += load_suite(data.suite, n=n_reserved * n_domains, reserved="only", **common)
+            items += load_suite(
+                data.suite,
+                n=n_reserved * n_domains,
+                seed=seed,
+                evaluation_share=share,
+                reserved="only",
+            )
         return items
-    from lada.tasks.loaders import load_file
+    from lada.tasks.loaders import FileFormat, load_file
 
-    return load_file(data.path, format=data.format).items
+    if data.path is None:  # DataConfig holds a suite or a path
+        raise ValueError("data: neither data.suite nor data.path is set")
+    # load_file checks the format name and says which ones exist.
+    return load_file(data.path, format=cast(FileFormat, data.format)).items
 
 
 def make_split(config: ExperimentConfig, items: list[ReasoningItem]) -> FederatedSplit:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from flwr.app import ConfigRecord, Context
 
+from lada.federation.records import record_int
 from lada.hosts.base import ClientParty
 from lada.models.presets import cache_dir
 
@@ -50,7 +51,7 @@ class ClientStateStore:
 
     @property
     def step(self) -> int:
-        return int(self._record()["step"])
+        return record_int(self._record()["step"])
 
     def remember(self, key: str, value: str) -> None:
         """A small string kept by Flower with the node (e.g. the experiment config)."""

@@ -175,14 +175,16 @@ class FlowerRuntime:
         replies: dict[int, Payload] = {}
         answered: set[int] = set()
         for reply in self.grid.send_and_receive(messages, timeout=self.timeout):
-            cid = client_of.get(reply.metadata.src_node_id)
-            if cid is None:
+            sender = client_of.get(reply.metadata.src_node_id)
+            if sender is None:
                 continue
+            cid = sender
             answered.add(cid)
             if reply.has_error():
+                reason = reply.error.reason or "no reason given"
                 if self.audit is not None:
-                    self.audit.record_strings(f"{exchange}/up", "error", [reply.error.reason])
-                self._lose(cid, reply.error.reason, exchange, traffic)
+                    self.audit.record_strings(f"{exchange}/up", "error", [reason])
+                self._lose(cid, reason, exchange, traffic)
                 continue
             try:
                 size = record_nbytes(reply.content)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flwr.app import ConfigRecord, RecordDict
 
+from lada.federation.records import record_int
 from lada.hosts.base import EVALUATE, SETUP
 from lada.hosts.payloads import PayloadError
 from lada.hosts.registry import HOSTS, host_class
@@ -60,6 +61,8 @@ def identity_content(client_id: int, n_train: int, n_test: int) -> RecordDict:
 def read_identity(content: RecordDict) -> int:
     record = content.config_records.get(IDENTITY)
     try:
-        return int(record["client_id"])  # type: ignore[index]
+        if record is None:
+            raise KeyError(IDENTITY)
+        return record_int(record["client_id"])
     except (TypeError, KeyError, ValueError) as err:
         raise PayloadError(f"hello reply: missing or malformed {IDENTITY!r} record") from err

@@ -31,6 +31,16 @@ class Header:
     round_idx: int
 
 
+def record_int(value: object) -> int:
+    """An integer read from an untrusted record value: an int or a numeric string.
+
+    Anything else raises `TypeError` (booleans too), a non-numeric string `ValueError`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return int(value)
+
+
 def to_records(payload: Payload, exchange: str, round_idx: int) -> RecordDict:
     """A payload as a `RecordDict` ready to travel in a Flower message."""
     arrays, config = payload.split()
@@ -47,7 +57,7 @@ def read_header(content: RecordDict) -> Header:
         raise PayloadError(f"message: missing record {HEADER!r}")
     header = content.config_records[HEADER]
     try:
-        return Header(str(header["kind"]), str(header["exchange"]), int(header["round"]))
+        return Header(str(header["kind"]), str(header["exchange"]), record_int(header["round"]))
     except (KeyError, TypeError, ValueError) as err:
         raise PayloadError(f"message: malformed {HEADER!r} record ({err!r})") from err
 

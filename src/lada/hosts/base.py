@@ -151,7 +151,7 @@ class Host(ABC, Generic[ConfigT]):
         return seed
 
     def client_lada(
-        self, client: ClientParty, paths: Payload, round_idx: int, seed: int
+        self, client: ClientParty, paths: PublicPaths, round_idx: int, seed: int
     ) -> dict[str, Any]:
         """A client learns the sender's public paths through the LaDa plug-in (pair llm->slm_k)."""
         return receive_with_lada(

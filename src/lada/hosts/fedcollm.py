@@ -53,6 +53,7 @@ With LaDa (the round of the design notes, which use this host as their example):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -273,14 +274,14 @@ def mutual_distill(
             slm_logits = slm.model(input_ids=slm_ids, attention_mask=slm_attention).logits[:, :-1]
         with torch.set_grad_enabled(learn_llm):
             llm_logits = llm.model(input_ids=llm_ids, attention_mask=llm_attention).logits[:, :-1]
-        kd = {"top_k": top_k, "temperature": temperature}
+        kd = functools.partial(topk_kl, top_k=top_k, temperature=temperature)
         if learn_slm:
-            slm_loss = _lm_loss(slm_logits, slm_ids, slm_mask) + kd_weight * topk_kl(
-                slm_logits, llm_logits.detach().to(slm_logits.device), slm_mask, **kd
+            slm_loss = _lm_loss(slm_logits, slm_ids, slm_mask) + kd_weight * kd(
+                slm_logits, llm_logits.detach().to(slm_logits.device), slm_mask
             )
         if learn_llm:
-            llm_loss = _lm_loss(llm_logits, llm_ids, llm_mask) + kd_weight * topk_kl(
-                llm_logits, slm_logits.detach().to(llm_logits.device), llm_mask, **kd
+            llm_loss = _lm_loss(llm_logits, llm_ids, llm_mask) + kd_weight * kd(
+                llm_logits, slm_logits.detach().to(llm_logits.device), llm_mask
             )
         for model, key, learns, attention in (
             (slm, "slm", learn_slm, slm_attention),

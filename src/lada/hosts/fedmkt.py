@@ -171,7 +171,8 @@ def public_topk(
     prompts = [render_prompt(it) for it in items]
     paths = [gold_path(it) for it in items]
     tokens, ids, values = [np.zeros(0)], [np.zeros((0, k))], [np.zeros((0, k))]
-    counts, nll = [np.zeros(0)], []
+    counts: list[np.ndarray] = [np.zeros(0)]
+    nll: list[float] = []
     for lo in range(0, len(items), batch_size):
         logits, gold, per_item = path_logits(
             model, prompts[lo : lo + batch_size], paths[lo : lo + batch_size], grad=False
@@ -349,15 +350,17 @@ class FedMKT(Host[FedMKTConfig]):
     def receive_train(
         self, server: ServerParty, replies: dict[int, Payload], round_idx: int
     ) -> None:
+        knowledge: dict[int, TopKLogits] = {}
         for cid, reply in replies.items():
             if not isinstance(reply, TopKLogits):
                 raise PayloadError(f"fedmkt receive_train: client {cid} sent {reply.kind}")
+            knowledge[cid] = reply
         seed = step_seed(round_idx, SERVER_SEED)
         if self.lada_enabled:
-            offers = [(reply.public_paths(), seed + cid) for cid, reply in sorted(replies.items())]
+            offers = [(k.public_paths(), seed + cid) for cid, k in sorted(knowledge.items())]
             self.server_lada(server, offers, {it.id: it for it in server.public_pool}, round_idx)
         else:
-            self._server_distill(server, [replies[c] for c in sorted(replies)], seed)
+            self._server_distill(server, [knowledge[c] for c in sorted(knowledge)], seed)
 
     # ---------------------------------------------------------------- helpers
     def _knowledge(self, party: Party, items: Sequence[ReasoningItem]) -> TopKLogits:

@@ -349,6 +349,17 @@ def _listed_arrays(listing: _Listing) -> dict[str, Any]:
     return {key: listing.arrays.get(key, _ABSENT) for key in keys}
 
 
+def _generic(origin: type, *args: Any) -> Any:
+    """`origin[args]` for type arguments computed at run time (`list[x]` for a derived `x`)."""
+    return types.GenericAlias(origin, args)
+
+
+def _typed_dict(name: str, fields: dict[str, Any]) -> Any:
+    """A `TypedDict` class whose fields are known only at run time, so it has no static type."""
+    make: Any = TypedDict
+    return make(name, fields)
+
+
 def _json_type(hint: Any) -> Any:
     """The validated type of a JSON field declared as `hint` (`int` -> `Count`, ...)."""
     if hint is Any or hint in _SCALARS:
@@ -357,9 +368,9 @@ def _json_type(hint: Any) -> Any:
     if origin is Literal:
         return hint
     if origin in (list, tuple):  # JSON has one sequence type; a tuple[X, ...] arrives as a list
-        return list[_json_type(args[0]) if args else Any]
+        return _generic(list, _json_type(args[0]) if args else Any)
     if origin is dict:  # JSON object keys are strings
-        return dict[str, _json_type(args[1]) if args else Any]
+        return _generic(dict, str, _json_type(args[1]) if args else Any)
     if origin in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
         (inner,) = (arg for arg in args if arg is not type(None))
         return _json_type(inner) | None
@@ -434,8 +445,12 @@ def _wire(cls: type[Payload]) -> _Wire:
         hint = hints[f.name]
         if hint is np.ndarray:
             layouts[f.name] = "array"
-            has_default = f.default_factory is not dataclasses.MISSING
-            rule = ArrayRule.like(np.asarray(f.default_factory())) if has_default else ArrayRule()
+            factory = f.default_factory
+            rule = (
+                ArrayRule()
+                if factory is dataclasses.MISSING
+                else ArrayRule.like(np.asarray(factory()))
+            )
             fields[f.name] = Annotated[np.ndarray, rule]
         elif typing.get_origin(hint) is dict and typing.get_args(hint)[1:] == (np.ndarray,):
             layouts[f.name] = "array_dict"
@@ -444,7 +459,7 @@ def _wire(cls: type[Payload]) -> _Wire:
         else:
             layouts[f.name] = "json"
             fields[f.name] = Annotated[_json_type(hint), BeforeValidator(_json_text)]
-    records = TypeAdapter(TypedDict(f"{cls.__name__}Records", fields))
+    records = TypeAdapter(_typed_dict(f"{cls.__name__}Records", fields))
     _WIRES[cls] = _Wire(layouts, records)
     return _WIRES[cls]
 
@@ -596,8 +611,8 @@ def _item_records() -> TypeAdapter[list[dict[str, Any]]]:
         required = f.default is f.default_factory is dataclasses.MISSING
         wire_type = _json_type(hints[f.name])
         fields[f.name] = wire_type if required else NotRequired[wire_type]
-    record = with_config(ConfigDict(extra="forbid"))(TypedDict("ItemRecord", fields))
-    return TypeAdapter(list[record])
+    record = with_config(ConfigDict(extra="forbid"))(_typed_dict("ItemRecord", fields))
+    return TypeAdapter(_generic(list, record))
 
 
 _ITEM_RECORDS = _item_records()

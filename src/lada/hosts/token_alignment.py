@@ -130,8 +130,8 @@ def vocab_mapping(sender_vocab: Sequence[str], receiver_vocab: Sequence[str]) ->
     for token_id, text in enumerate(receiver_vocab):
         exact.setdefault(text, token_id)
     mapping = np.array([exact.get(text, -1) for text in sender_vocab], dtype=np.int64).reshape(-1)
-    for token_id in np.flatnonzero(mapping < 0):
-        mapping[token_id] = nearest_token(sender_vocab[token_id], receiver_vocab)
+    for unmatched in np.flatnonzero(mapping < 0).tolist():
+        mapping[unmatched] = nearest_token(sender_vocab[unmatched], receiver_vocab)
     mapping.setflags(write=False)
     _MAPPINGS[key] = mapping
     while len(_MAPPINGS) > MAPPING_CACHE_SIZE:

@@ -17,7 +17,7 @@ so features of later, different candidates stay on the embeddings' own scale.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -30,6 +30,12 @@ from lada.tasks.prompts import render_prompt
 #: tiny spread (a fit on one item, or on identical rows) would blow every later feature up.
 STD_FLOOR = 1e-6
 STD_RELATIVE_FLOOR = 1e-6
+
+
+class Embedder(Protocol):
+    """What featurising needs from a receiver (`lada.models.wrapper.ReasoningModel` has it)."""
+
+    def embed(self, texts: Sequence[str], *, batch_size: int) -> np.ndarray: ...
 
 
 def candidate_text(item: ReasoningItem, path: str) -> str:
@@ -54,7 +60,7 @@ class FeatureSpace:
 
     @property
     def embedding_dim(self) -> int:
-        self._require_fitted()
+        self.fitted_centers()
         assert self.mean is not None
         return int(self.mean.shape[0])
 
@@ -86,18 +92,18 @@ class FeatureSpace:
 
     def assign(self, z: np.ndarray) -> np.ndarray:
         """Nearest cluster of standardised points (what `KMeans.predict` computes)."""
-        return _nearest(z, self._require_fitted())
+        return _nearest(z, self.fitted_centers())
 
     def transform(self, embeddings: np.ndarray) -> np.ndarray:
         """Features [N, 2H]: standardised embedding, then its cluster centre (float32)."""
-        centers = self._require_fitted()
+        centers = self.fitted_centers()
         z = self.standardize(embeddings)
         labels = self.assign(z)
         return np.concatenate([z, centers[labels]], axis=1).astype(np.float32)
 
     def labels_of(self, features: np.ndarray) -> np.ndarray:
         """Cluster index of each feature row, read from its centroid half."""
-        centers = self._require_fitted()
+        centers = self.fitted_centers()
         features = _check_matrix(features, "features", width=self.feature_dim)
         return _nearest(features[:, self.embedding_dim :], centers)
 
@@ -119,7 +125,8 @@ class FeatureSpace:
         self.scale = _optional_array(state["scale"])
         self.centers = _optional_array(state["centers"])
 
-    def _require_fitted(self) -> np.ndarray:
+    def fitted_centers(self) -> np.ndarray:
+        """The cluster centres; RuntimeError before `fit`."""
         if self.centers is None:
             raise RuntimeError("feature space: not fitted yet (call fit on the first candidates)")
         return self.centers
@@ -145,7 +152,7 @@ def local_centroid(embeddings: np.ndarray) -> np.ndarray:
     return embeddings.mean(axis=0)
 
 
-def embed_texts(receiver: Any, texts: Sequence[str], *, batch_size: int) -> np.ndarray:
+def embed_texts(receiver: Embedder, texts: Sequence[str], *, batch_size: int) -> np.ndarray:
     """The receiver's mean-pooled hidden states (float64 for stable statistics)."""
     return np.asarray(receiver.embed(list(texts), batch_size=batch_size), dtype=np.float64)
 

@@ -9,6 +9,7 @@ contexts, rewards arrive only for the arms it selected.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,11 @@ class LearnabilityFilter:
             target = self.space.standardize(np.asarray(local_centroid, dtype=np.float64)[None])[0]
             dim = self.space.embedding_dim
             indices = nearest_clusters_select(
-                features[:, :dim].astype(np.float64), labels, self.space.centers, target, count
+                features[:, :dim].astype(np.float64),
+                labels,
+                self.space.fitted_centers(),
+                target,
+                count,
             )
             return FilterChoice(indices, None, "round1_nearest_clusters")
         indices = fraction_per_cluster_select(labels, config.round1_fraction, budget, self.rng)
@@ -264,18 +269,19 @@ class LearnabilityFilter:
         self.explore_inputs = _append(self.explore_inputs, view.cpu().numpy().astype(np.float32))
         self.explore_targets = np.concatenate([self.explore_targets, error.cpu().double().numpy()])
 
-        train = {
-            "epochs": config.epochs_per_round,
-            "batch_size": config.batch_size,
-            "loss": config.loss,
-            "generator": self.torch_generator,
-        }
+        train = functools.partial(
+            fit_regressor,
+            epochs=config.epochs_per_round,
+            batch_size=config.batch_size,
+            loss=config.loss,
+            generator=self.torch_generator,
+        )
         x = self._to_tensor(self.memory_features)
         y = torch.as_tensor(self.memory_rewards, dtype=torch.float32, device=self.device)
-        f1_loss = fit_regressor(f1, self.f1_optimizer, x, y, **train)
+        f1_loss = train(f1, self.f1_optimizer, x, y)
         phi = self._to_tensor(self.explore_inputs)
         residual = torch.as_tensor(self.explore_targets, dtype=torch.float32, device=self.device)
-        f2_loss = fit_regressor(f2, self.f2_optimizer, phi, residual, **train)
+        f2_loss = train(f2, self.f2_optimizer, phi, residual)
         self.rounds_trained += 1
         return FilterFit(f1_loss, f2_loss, self.n_observed)
 

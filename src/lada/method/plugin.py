@@ -37,7 +37,8 @@ from lada.method.rewards import (
 from lada.method.rho_loss import IrreducibleLossModel, copy_state, path_losses, rho_scores
 from lada.method.selection import matched_count, random_select, subset_select, top_count
 from lada.models.guards import CountSink, NonFiniteGuard
-from lada.models.training import length_bucketed_batches, sequence_tokens
+from lada.models.training import TrainUsage, length_bucketed_batches, sequence_tokens
+from lada.models.wrapper import ReasoningModel
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import render_prompt
 
@@ -259,7 +260,7 @@ class LadaPlugin:
     # ------------------------------------------------------------------ hook 1
     def select(
         self,
-        receiver: Any,
+        receiver: ReasoningModel,
         candidates: Sequence[Candidate],
         *,
         pair: str,
@@ -339,7 +340,7 @@ class LadaPlugin:
 
     # ------------------------------------------------------------------ hook 2
     def prepare(
-        self, receiver: Any, selection: Selection, *, max_new_tokens: int | None = None
+        self, receiver: ReasoningModel, selection: Selection, *, max_new_tokens: int | None = None
     ) -> DistillBatchSet:
         """Receiver's own paths, gated pairs, and reference log-probs before any update.
 
@@ -392,13 +393,13 @@ class LadaPlugin:
         )
 
     # ------------------------------------------------------------------ hook 3
-    def loss(self, receiver: Any, batch: DistillBatch) -> LossParts:
+    def loss(self, receiver: ReasoningModel, batch: DistillBatch) -> LossParts:
         """L_SFT + lambda * L_CD on one minibatch (one forward pass for y+ and y-)."""
         return distillation_loss(receiver, batch, batch.ref, self.config)
 
     def fit(
         self,
-        receiver: Any,
+        receiver: ReasoningModel,
         batch_set: DistillBatchSet,
         *,
         epochs: int | None = None,
@@ -406,7 +407,7 @@ class LadaPlugin:
         batch_size: int,
         seed: int,
         log: CountSink | None = None,
-        usage: Any = None,
+        usage: TrainUsage | None = None,
     ) -> list[dict[str, float]]:
         """Convenience loop for hosts without their own: `loss` + `receiver.train_step`.
 
@@ -447,7 +448,7 @@ class LadaPlugin:
     # ------------------------------------------------------------------ hook 4
     def observe(
         self,
-        receiver: Any,
+        receiver: ReasoningModel,
         selection: Selection,
         batch_set: DistillBatchSet,
         *,
@@ -548,7 +549,7 @@ class LadaPlugin:
         return plugin
 
     # ------------------------------------------------------------------ internals
-    def _centroid(self, receiver: Any, local: Sequence[str] | np.ndarray) -> np.ndarray:
+    def _centroid(self, receiver: ReasoningModel, local: Sequence[str] | np.ndarray) -> np.ndarray:
         if isinstance(local, np.ndarray):
             array = np.asarray(local, dtype=np.float64)
             return array if array.ndim == 1 else local_centroid(array)
@@ -600,7 +601,7 @@ class LadaPlugin:
 
     def _rho_choice(
         self,
-        receiver: Any,
+        receiver: ReasoningModel,
         candidates: list[Candidate],
         local_items: Sequence[ReasoningItem] | None,
         budget: int | None,
@@ -638,7 +639,7 @@ class LadaPlugin:
 
     def _irreducible_model(
         self,
-        receiver: Any,
+        receiver: ReasoningModel,
         local_items: Sequence[ReasoningItem] | None,
         pair: str,
         log: CountSink | None,
@@ -666,7 +667,7 @@ class LadaPlugin:
 
     def _gap(
         self,
-        receiver: Any,
+        receiver: ReasoningModel,
         selection: Selection,
         pairs: list[DistillPair],
         kept: list[int],
@@ -700,7 +701,7 @@ class LadaPlugin:
         return gap
 
     def _measure_after(
-        self, receiver: Any, batch_set: DistillBatchSet, kind: ItemRewardKind
+        self, receiver: ReasoningModel, batch_set: DistillBatchSet, kind: ItemRewardKind
     ) -> ItemMeasures:
         """The receiver's scores of the trained pairs after training, beside those `prepare`
         took before it: one pass over the positives (and the negatives, when `kind` reads them).

@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 
 from lada.method.config import LadaConfig
-from lada.method.contrastive import mean_nll, path_statistics
+from lada.method.contrastive import PathScorer, mean_nll, path_statistics
 from lada.models.guards import CountSink
 from lada.models.training import sft
+from lada.models.wrapper import ReasoningModel
 from lada.tasks.item import ReasoningItem
 
 STATE_FORMAT = 1
@@ -69,7 +70,7 @@ def holdout_items(
 
 
 def path_losses(
-    model: Any, prompts: Sequence[str], paths: Sequence[str], *, batch_size: int
+    model: PathScorer, prompts: Sequence[str], paths: Sequence[str], *, batch_size: int
 ) -> np.ndarray:
     """Token-mean NLL of each path given its prompt, without gradients."""
     if not prompts:
@@ -82,11 +83,11 @@ def path_losses(
 class IrreducibleLossModel:
     """The receiver-side model whose loss stands for the irreducible part (trained once per pair).
 
-    `model` is a `lada.models.wrapper.ReasoningModel` (a clone of the receiver). `n_items` is the
-    number of local items it trained on, `train_loss` the mean of its last epoch's batch losses.
+    `model` is a clone of the receiver, `n_items` the number of local items it trained on,
+    `train_loss` the mean of its last epoch's batch losses.
     """
 
-    model: Any
+    model: ReasoningModel
     n_items: int
     train_loss: float
     steps: int
@@ -94,7 +95,7 @@ class IrreducibleLossModel:
     @classmethod
     def train(
         cls,
-        receiver: Any,
+        receiver: ReasoningModel,
         local_items: Sequence[ReasoningItem],
         config: LadaConfig,
         *,
@@ -152,7 +153,7 @@ class IrreducibleLossModel:
         }
 
     @classmethod
-    def from_state(cls, receiver: Any, state: dict[str, Any]) -> IrreducibleLossModel:
+    def from_state(cls, receiver: ReasoningModel, state: dict[str, Any]) -> IrreducibleLossModel:
         """Rebuild the IL model beside `receiver` from `state_dict` (a clone, then its weights)."""
         if state.get("format") != STATE_FORMAT:
             raise ValueError(

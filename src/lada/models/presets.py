@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +32,9 @@ from lada.models.persist import OPTIMIZER, WEIGHTS
 from lada.models.shipped import SHIPPED, load_shipped_weights
 from lada.models.tokenizer import TokenizerKind, build_char_tokenizer, build_word_tokenizer
 from lada.models.wrapper import MODEL_CARD, ReasoningModel, read_card
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 
 class LoraSpec(BaseModel):
@@ -164,7 +167,7 @@ def build_tiny_model(spec: TinySpec, tokenizer: PreTrainedTokenizerBase) -> PreT
     # No dropout, as in the llama presets: with GPT-2's default 0.1 the policy (train mode) and
     # its frozen reference (eval mode) would differ before any update, and the contrastive
     # margin would not start at 0.
-    config = GPT2Config(
+    gpt2_config = GPT2Config(
         n_embd=spec.hidden,
         n_layer=spec.layers,
         n_head=spec.heads,
@@ -176,7 +179,7 @@ def build_tiny_model(spec: TinySpec, tokenizer: PreTrainedTokenizerBase) -> PreT
         summary_first_dropout=0.0,
         **common,
     )
-    return GPT2LMHeadModel(config)
+    return GPT2LMHeadModel(gpt2_config)
 
 
 def smollm2_gguf() -> Path:
@@ -216,12 +219,13 @@ def smollm2_dir() -> Path:
     return target
 
 
-def _apply_lora(model: PreTrainedModel, lora: LoraSpec) -> PreTrainedModel:
+def _apply_lora(model: PreTrainedModel, lora: LoraSpec) -> PeftModel:
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        # peft annotates lora_alpha as int, but only divides by it: a float scales the same way.
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
         task_type="CAUSAL_LM",
@@ -250,11 +254,13 @@ def build_model(
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
         add_bos = False
-    model = model.to(device=torch_device, dtype=torch_dtype)
+    # transformers decorates PreTrainedModel.to with functools.wraps, which types it unbound.
+    model = model.to(device=torch_device, dtype=torch_dtype)  # type: ignore[call-arg]
+    wrapped: PreTrainedModel | PeftModel = model
     if source.get("lora"):
-        model = _apply_lora(model, LoraSpec(**source["lora"]))
+        wrapped = _apply_lora(model, LoraSpec(**source["lora"]))
     return ReasoningModel(
-        model,
+        wrapped,
         tokenizer,
         name=source.get("label", name),
         add_bos=add_bos,

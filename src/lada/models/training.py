@@ -208,8 +208,8 @@ def fit(
                 bar.update(1)
             continue
         losses.append(model.train_step(loss))
-        if usage is not None:
-            usage.add(1, sum(example_tokens[i] for i in batch))  # type: ignore[index]
+        if usage is not None and example_tokens is not None:  # checked together on entry
+            usage.add(1, sum(example_tokens[i] for i in batch))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if on_step is not None:

@@ -12,13 +12,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria
 
 from lada.tasks.prompts import ANSWER_MARKER
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 MODEL_CARD = "lada_model.json"
 
@@ -49,7 +52,8 @@ class _AnswerLineStop(StoppingCriteria):
             input_ids[:, self.prompt_len :], skip_special_tokens=True
         )
         done = [_has_answer_line(t) for t in texts]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        # transformers declares the legacy `torch.BoolTensor`; a bool tensor is what it means.
+        return cast(torch.BoolTensor, torch.tensor(done, dtype=torch.bool, device=input_ids.device))
 
 
 def _has_answer_line(text: str) -> bool:
@@ -91,7 +95,7 @@ class ReasoningModel:
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        model: PreTrainedModel | PeftModel,
         tokenizer: PreTrainedTokenizerBase,
         *,
         name: str,
@@ -302,7 +306,10 @@ class ReasoningModel:
             input_ids[i, width - len(row) :] = torch.tensor(row)
             attention[i, width - len(row) :] = 1
         sampling = {"temperature": kwargs["temperature"], "top_p": kwargs["top_p"], "top_k": 0}
-        generated = self.model.generate(
+        generate = getattr(self.model, "generate", None)
+        if not callable(generate):
+            raise TypeError(f"{self.name}: {type(self.model).__name__} cannot generate text")
+        generated = generate(
             input_ids=input_ids.to(self.device),
             attention_mask=attention.to(self.device),
             max_new_tokens=kwargs["max_new_tokens"],
@@ -434,7 +441,8 @@ def _drop_capture_hooks(model: torch.nn.Module) -> None:
             for key in [k for k, h in hooks.items() if _is_capture_hook(h)]:
                 del hooks[key]
         if getattr(module, "_output_capturing_hooks_installed", False):
-            module._output_capturing_hooks_installed = False
+            # torch types Module attribute assignment as Tensor | Module only; plain flags are fine
+            module._output_capturing_hooks_installed = False  # type: ignore[assignment]
 
 
 def _is_capture_hook(hook: Any) -> bool:

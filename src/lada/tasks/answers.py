@@ -121,9 +121,9 @@ def extract_answer(path: str, kind: AnswerKind, choices: Sequence[str] = ()) -> 
     if kind == "numeric":
         numbers = _NUMBER_IN_TEXT.findall(path)
         for number in reversed(numbers):
-            value = normalize_numeric(number)
-            if value is not None:
-                return format_number(value)
+            parsed = normalize_numeric(number)
+            if parsed is not None:
+                return format_number(parsed)
     return None
 
 

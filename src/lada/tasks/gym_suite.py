@@ -81,7 +81,7 @@ def _terms_digits(terms: int, min_digits: int, max_digits: int) -> dict[str, int
     }
 
 
-FAMILIES: dict[str, TaskFamily] = {
+FAMILIES: dict[DomainName, TaskFamily] = {
     "chain_sum": TaskFamily(
         dataset="chain_sum",
         levels=(
@@ -312,7 +312,7 @@ class SuiteConfig(BaseModel):
         return self
 
 
-def _specs(*pairs: tuple[str, int]) -> list[DomainSpec]:
+def _specs(*pairs: tuple[DomainName, int]) -> list[DomainSpec]:
     return [DomainSpec(name=name, difficulty=difficulty) for name, difficulty in pairs]
 
 
@@ -537,6 +537,14 @@ class LevelRow:
     max_chars: int
 
 
+def _domain_name(name: str) -> DomainName:
+    """`name` as a key of `FAMILIES`; KeyError for a name that is none."""
+    for known in FAMILIES:
+        if known == name:
+            return known
+    raise KeyError(name)
+
+
 def level_table(
     items_per_level: int = 50,
     seed: int = 0,
@@ -545,7 +553,7 @@ def level_table(
 ) -> list[LevelRow]:
     """One row per domain level with measured prompt+path lengths (for docs and `lada data`)."""
     rows: list[LevelRow] = []
-    for name in domains or list(FAMILIES):
+    for name in map(_domain_name, domains or list(FAMILIES)):
         family = FAMILIES[name]
         for difficulty in range(1, len(family.levels) + 1):
             config = SuiteConfig(

@@ -76,9 +76,10 @@ def _choices(row: Mapping[str, Any], nested: Any, place: RowPlace) -> tuple[list
             raise place.error(field_name, f"cannot read options from {raw[:60]!r}")
         labels, texts = parsed
     elif isinstance(raw, Mapping):
-        labels, texts = raw.get("label"), raw.get("text")
-        if not isinstance(labels, list) or not isinstance(texts, list):
+        label_list, text_list = raw.get("label"), raw.get("text")
+        if not isinstance(label_list, list) or not isinstance(text_list, list):
             raise place.error(field_name, "expected lists under 'label' and 'text'")
+        labels, texts = label_list, text_list
         if len(labels) != len(texts):
             raise place.error(field_name, f"{len(labels)} labels but {len(texts)} texts")
     elif isinstance(raw, list) and all(isinstance(entry, Mapping) for entry in raw) and raw:
