@@ -347,6 +347,7 @@ def _records(result: RunResult) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lada", [False, True], ids=["host", "lada"])
 @pytest.mark.parametrize("host", ["fedcot", "fedcollm", "fedmkt"])
 def test_every_arm_spends_the_same_steps(tmp_path_factory, host: str, lada: bool) -> None:
@@ -372,6 +373,7 @@ def test_every_arm_spends_the_same_steps(tmp_path_factory, host: str, lada: bool
     assert result.summary["budget"]["llm"]["steps"] == rounds * llm_steps
 
 
+@pytest.mark.slow
 def test_server_bootstrap_takes_a_share_of_every_cluster(tmp_path_factory) -> None:
     result = _run(tmp_path_factory, "fedmkt", True)
     lines = (result.run_dir / "selections.jsonl").read_text().splitlines()
@@ -381,6 +383,7 @@ def test_server_bootstrap_takes_a_share_of_every_cluster(tmp_path_factory) -> No
     assert ("client_0", "round1_nearest_clusters") in strategies
 
 
+@pytest.mark.slow
 def test_fedcollm_arms_are_evaluated_after_the_same_distillations(tmp_path_factory) -> None:
     plain = _run(tmp_path_factory, "fedcollm", False)
     global_slm = host_state(plain.federation.server, FedCoLLMServerState).global_slm()

@@ -44,6 +44,7 @@ def tiny_config(tmp_path, host: str, lada: bool, **extra) -> dict:
     return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lada", [False, True], ids=["host", "lada"])
 @pytest.mark.parametrize("host", sorted(HOSTS))
 def test_host_runs_end_to_end_and_keeps_private_items_private(tmp_path, host: str, lada: bool):

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import tomli_w
 
 from lada.federation.local_deployment import LocalDeployment
@@ -38,6 +39,7 @@ def _records(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_insecure_deployment_runs_a_round_and_survives_a_killed_client(tmp_path):
     config = _experiment(tmp_path, 3, federation={"min_clients": 2})
     run_dir = tmp_path / "run"
@@ -59,6 +61,7 @@ def test_insecure_deployment_runs_a_round_and_survives_a_killed_client(tmp_path)
     assert {p.name for p in run_dir.iterdir()} >= {"config.toml", "summary.json", "checkpoints"}
 
 
+@pytest.mark.slow
 def test_tls_deployment_with_supernode_authentication_runs_a_round(tmp_path):
     config = _experiment(tmp_path, 2)
     run_dir = tmp_path / "run"

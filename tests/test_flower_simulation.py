@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from rich.console import Console
 
 from lada.apps.run import run_experiment
@@ -15,6 +16,7 @@ from tests.test_resume import _comparable, _selections
 QUIET = Console(quiet=True)
 
 
+@pytest.mark.slow
 def test_flower_simulation_matches_the_inprocess_runtime_round_by_round(tmp_path):
     data = tiny_config(tmp_path, "fedcot", True, rounds=2)
     inprocess = Runner(validate(data), console=QUIET, audit=True).run()

@@ -262,6 +262,7 @@ def _round(result: RunResult, round_idx: int) -> dict[str, Any]:
     return [r for r in map(json.loads, lines) if r["round"] == round_idx][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["plain_run", "lada_run"])
 def test_round_trains_the_llm_reports_traffic_and_leaks_nothing(
     which: str, request: pytest.FixtureRequest
@@ -281,6 +282,7 @@ def test_round_trains_the_llm_reports_traffic_and_leaks_nothing(
     assert result.summary["final"]["llm_accuracy"] is not None
 
 
+@pytest.mark.slow
 def test_plain_round_distils_both_ways_with_logits(plain_run: tuple[RunResult, dict]) -> None:
     result, _ = plain_run
     record = _round(result, 1)
@@ -296,6 +298,7 @@ def test_plain_round_distils_both_ways_with_logits(plain_run: tuple[RunResult, d
     assert (result.run_dir / "selections.jsonl").read_text() == ""  # no filter ran
 
 
+@pytest.mark.slow
 def test_lada_round_replaces_logit_kd_by_the_plugin(
     plain_run: tuple[RunResult, dict], lada_run: tuple[RunResult, dict]
 ) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from lada.models.presets import load_model
 from lada.models.training import evaluate, path_nll
 from lada.tasks.gym_suite import DomainSpec, SuiteConfig, build_suite
@@ -17,6 +19,7 @@ from lada.tasks.prompts import gold_path, render_prompt
 ONE_ANIMAL = {"min_animals": 1, "max_animals": 1, "min_instances": 1, "max_instances": 1}
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_one_animal_leg_counting_within_120_steps() -> None:
     spec = DomainSpec(name="leg_counting", difficulty=1, gym_overrides=ONE_ANIMAL)
     items = build_suite(

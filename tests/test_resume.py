@@ -55,6 +55,7 @@ def _config(tmp_path: Path, rounds: int, host: str = "fedcot") -> dict:
     return tiny_config(tmp_path, host, True, rounds=rounds)
 
 
+@pytest.mark.slow
 def test_sigkill_after_round_1_then_resume_matches_an_uninterrupted_run(tmp_path):
     data = _config(tmp_path, rounds=3)
     reference = Runner(validate(data), console=QUIET).run()

@@ -36,6 +36,7 @@ def test_shipped_model_loads_by_name_in_fp32(name: str) -> None:
         assert a.equal(b)  # the same weights every time: nothing random survives the load
 
 
+@pytest.mark.slow
 def test_teacher_still_meets_its_documented_accuracy() -> None:
     shipped = SHIPPED["proof-teacher"]
     recorded = shipped.record()["sample"]
@@ -50,6 +51,7 @@ def test_teacher_still_meets_its_documented_accuracy() -> None:
         )
 
 
+@pytest.mark.slow
 def test_student_base_is_weak_where_the_setting_needs_it() -> None:
     record = SHIPPED["proof-student"].record()
     teacher = SHIPPED["proof-teacher"].record()
