@@ -23,6 +23,7 @@ from lada.method.contrastive import (
 from lada.method.features import candidate_text, embed_texts, local_centroid
 from lada.method.filter import FilterChoice, FilterFit, LearnabilityFilter
 from lada.method.pairs import DistillPair, PairReport, build_pairs
+from lada.method.receiver import Receiver
 from lada.method.rewards import (
     ItemMeasures,
     ItemRewardKind,
@@ -38,7 +39,6 @@ from lada.method.rho_loss import IrreducibleLossModel, copy_state, path_losses, 
 from lada.method.selection import matched_count, random_select, subset_select, top_count
 from lada.models.guards import CountSink, NonFiniteGuard
 from lada.models.training import TrainUsage, length_bucketed_batches, sequence_tokens
-from lada.models.wrapper import ReasoningModel
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import render_prompt
 
@@ -260,7 +260,7 @@ class LadaPlugin:
     # ------------------------------------------------------------------ hook 1
     def select(
         self,
-        receiver: ReasoningModel,
+        receiver: Receiver,
         candidates: Sequence[Candidate],
         *,
         pair: str,
@@ -340,7 +340,7 @@ class LadaPlugin:
 
     # ------------------------------------------------------------------ hook 2
     def prepare(
-        self, receiver: ReasoningModel, selection: Selection, *, max_new_tokens: int | None = None
+        self, receiver: Receiver, selection: Selection, *, max_new_tokens: int | None = None
     ) -> DistillBatchSet:
         """Receiver's own paths, gated pairs, and reference log-probs before any update.
 
@@ -393,13 +393,13 @@ class LadaPlugin:
         )
 
     # ------------------------------------------------------------------ hook 3
-    def loss(self, receiver: ReasoningModel, batch: DistillBatch) -> LossParts:
+    def loss(self, receiver: Receiver, batch: DistillBatch) -> LossParts:
         """L_SFT + lambda * L_CD on one minibatch (one forward pass for y+ and y-)."""
         return distillation_loss(receiver, batch, batch.ref, self.config)
 
     def fit(
         self,
-        receiver: ReasoningModel,
+        receiver: Receiver,
         batch_set: DistillBatchSet,
         *,
         epochs: int | None = None,
@@ -448,7 +448,7 @@ class LadaPlugin:
     # ------------------------------------------------------------------ hook 4
     def observe(
         self,
-        receiver: ReasoningModel,
+        receiver: Receiver,
         selection: Selection,
         batch_set: DistillBatchSet,
         *,
@@ -549,7 +549,7 @@ class LadaPlugin:
         return plugin
 
     # ------------------------------------------------------------------ internals
-    def _centroid(self, receiver: ReasoningModel, local: Sequence[str] | np.ndarray) -> np.ndarray:
+    def _centroid(self, receiver: Receiver, local: Sequence[str] | np.ndarray) -> np.ndarray:
         if isinstance(local, np.ndarray):
             array = np.asarray(local, dtype=np.float64)
             return array if array.ndim == 1 else local_centroid(array)
@@ -601,7 +601,7 @@ class LadaPlugin:
 
     def _rho_choice(
         self,
-        receiver: ReasoningModel,
+        receiver: Receiver,
         candidates: list[Candidate],
         local_items: Sequence[ReasoningItem] | None,
         budget: int | None,
@@ -639,7 +639,7 @@ class LadaPlugin:
 
     def _irreducible_model(
         self,
-        receiver: ReasoningModel,
+        receiver: Receiver,
         local_items: Sequence[ReasoningItem] | None,
         pair: str,
         log: CountSink | None,
@@ -667,7 +667,7 @@ class LadaPlugin:
 
     def _gap(
         self,
-        receiver: ReasoningModel,
+        receiver: Receiver,
         selection: Selection,
         pairs: list[DistillPair],
         kept: list[int],
@@ -701,7 +701,7 @@ class LadaPlugin:
         return gap
 
     def _measure_after(
-        self, receiver: ReasoningModel, batch_set: DistillBatchSet, kind: ItemRewardKind
+        self, receiver: Receiver, batch_set: DistillBatchSet, kind: ItemRewardKind
     ) -> ItemMeasures:
         """The receiver's scores of the trained pairs after training, beside those `prepare`
         took before it: one pass over the positives (and the negatives, when `kind` reads them).

@@ -33,6 +33,7 @@ import numpy as np
 
 from lada.method.config import LadaConfig
 from lada.method.contrastive import PathScorer, mean_nll, path_statistics
+from lada.method.receiver import Receiver
 from lada.models.guards import CountSink
 from lada.models.training import sft
 from lada.models.wrapper import ReasoningModel
@@ -95,7 +96,7 @@ class IrreducibleLossModel:
     @classmethod
     def train(
         cls,
-        receiver: ReasoningModel,
+        receiver: Receiver,
         local_items: Sequence[ReasoningItem],
         config: LadaConfig,
         *,
@@ -153,7 +154,7 @@ class IrreducibleLossModel:
         }
 
     @classmethod
-    def from_state(cls, receiver: ReasoningModel, state: dict[str, Any]) -> IrreducibleLossModel:
+    def from_state(cls, receiver: Receiver, state: dict[str, Any]) -> IrreducibleLossModel:
         """Rebuild the IL model beside `receiver` from `state_dict` (a clone, then its weights)."""
         if state.get("format") != STATE_FORMAT:
             raise ValueError(

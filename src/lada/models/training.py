@@ -6,7 +6,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 import torch
@@ -117,9 +117,15 @@ class TrainUsage:
         self.tokens += tokens
 
 
-def sequence_tokens(
-    model: ReasoningModel, prompts: Sequence[str], paths: Sequence[str]
-) -> list[int]:
+class Packer(Protocol):
+    """A model that builds padded batches the way its forward pass reads them."""
+
+    def pack(
+        self, prompts: Sequence[str], paths: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
+def sequence_tokens(model: Packer, prompts: Sequence[str], paths: Sequence[str]) -> list[int]:
     """Non-padding tokens of each (prompt, path) sequence exactly as `model.pack` builds it.
 
     That is BOS (when the model adds one), the prompt, the path and its end-of-sequence token
