@@ -2,7 +2,8 @@
 
 Who the client is and which data it holds come from the node config: `partition-id` (and
 `num-partitions`) select the client's share of a generated split; `data-path` (with an optional
-`data-format`) points at the organisation's own data file instead. `state-dir` sets where the
+`data-format`) points at the organisation's own data file instead (its text normalised per
+`data.normalize_text`, as any run's data). `state-dir` sets where the
 client keeps its state between messages (see `lada.federation.client_state`).
 
 A malformed message is answered with an error reply naming the problem; the client process
@@ -20,7 +21,7 @@ from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
 from lada.experiments.config import ExperimentConfig
-from lada.experiments.setup import build_client, load_split
+from lada.experiments.setup import build_client, load_split, normalize_for_models
 from lada.federation.client_state import ClientStateStore
 from lada.federation.protocol import HELLO, all_message_types, identity_content, read_hello
 from lada.federation.records import from_records, record_nbytes, to_records
@@ -45,6 +46,12 @@ def client_id_of(context: Context) -> int:
     return int(context.node_config["partition-id"])
 
 
+def own_data(context: Context) -> str | None:
+    """The client's own data file in words (`data file PATH`), or None for a split share."""
+    data_path = context.node_config.get("data-path")
+    return f"data file {data_path}" if data_path else None
+
+
 def own_items(
     config: ExperimentConfig, context: Context, client_id: int
 ) -> tuple[list[ReasoningItem], list[ReasoningItem]]:
@@ -53,7 +60,9 @@ def own_items(
     if data_path:
         fmt = str(context.node_config.get("data-format", "auto"))
         # load_file checks the format name and says which ones exist.
-        items = list(load_file(str(data_path), format=cast(FileFormat, fmt)).items)
+        loaded = load_file(str(data_path), format=cast(FileFormat, fmt)).items
+        # Normalised as `data.normalize_text` says, exactly as a run's own data file would be.
+        items, _ = normalize_for_models(config, loaded, f"client {client_id} {own_data(context)}")
         random.Random(config.seed + client_id).shuffle(items)
         n_test = config.data.split.n_test
         return items[n_test : n_test + config.data.split.n_train], items[:n_test]
@@ -89,7 +98,7 @@ def _answer(message: Message, context: Context) -> Message:
         config = ExperimentConfig.model_validate_json(config_json)
         store.remember("config", config_json)
         train, test = own_items(config, context, client_id)
-        store.save(build_client(config, client_id, train, test))
+        store.save(build_client(config, client_id, train, test, own_data(context)))
         return Message(identity_content(client_id, len(train), len(test)), reply_to=message)
 
     config = _config(store)

@@ -15,7 +15,14 @@ from typing import Any, Literal
 
 import tomli_w
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lada.federation.config import FederationConfig
 from lada.hosts.budget import Budget
@@ -24,6 +31,7 @@ from lada.method.config import LadaConfig
 from lada.models.presets import TINY_PRESETS, LoraSpec
 from lada.models.pretrain import PretrainConfig
 from lada.models.shipped import SHIPPED
+from lada.models.tokenizer import CHAR_ALPHABET
 from lada.tasks.splits import SplitConfig
 
 
@@ -43,6 +51,21 @@ class DataConfig(_Strict):
     )
     path: str | None = Field(None, description="Data file instead of a suite (GSM8K, SVAMP, ...).")
     format: str = Field("auto", description="Format of `path`: gsm8k|svamp|mc|bigbench|auto.")
+    normalize_text: Literal["auto", "none", "ascii"] = Field(
+        "auto",
+        description="Rewrite item text into printable ASCII before any model reads it "
+        "(lada.tasks.normalize: NFKC, typographic replacements such as en dash -> '-', curly "
+        "quotes -> straight, '×' -> '*', accents dropped, then `placeholder` for the rest): "
+        "'auto' when any model of the run uses a tiny preset's tokenizer (tiny-*, proof-*), "
+        "which reads printable ASCII only; 'ascii' always; 'none' never. What changed is "
+        "logged and counted in summary.json; the tokenizer coverage check runs after it.",
+    )
+    placeholder: str = Field(
+        "?",
+        max_length=1,
+        description="Stands in for a character normalisation cannot spell in ASCII (e.g. "
+        "'€', CJK); one printable ASCII character, or '' to remove such characters.",
+    )
     split: SplitConfig = Field(default_factory=SplitConfig, description="Public pool + clients.")
 
     @model_validator(mode="after")
@@ -52,6 +75,16 @@ class DataConfig(_Strict):
         if self.suite is None and self.path is None:
             self.suite = "default"
         return self
+
+    @field_validator("placeholder")
+    @classmethod
+    def _placeholder_is_plain(cls, value: str) -> str:
+        if value and (value not in CHAR_ALPHABET or value == "\n"):
+            raise ValueError(
+                f"{value!r} is not a printable ASCII character; use one such as '?', or '' to "
+                "remove what cannot be spelled"
+            )
+        return value
 
 
 class ModelSpec(_Strict):

@@ -5,7 +5,8 @@ Run folder layout:
   metrics.jsonl              one record per round (round 0 = after warm-up, before federation),
                              with the round's training budget spent per party (`budget_record`)
   selections.jsonl           per round and filter: the public items chosen, with scores
-  summary.json               final and best accuracies, totals of bytes and time
+  summary.json               final and best accuracies, totals of bytes and time, and what
+                             text normalisation changed in the items (data.normalize_text)
   checkpoints/round-N.pt     the newest complete rounds, for `lada run --resume RUN_DIR`
 """
 
@@ -341,7 +342,7 @@ class Runner:
 
     def _summary(self) -> dict[str, Any]:
         first, last = self.history[0], self.history[-1]
-        return {
+        summary: dict[str, Any] = {
             "name": self.config.name,
             "host": self.host.name,
             "lada": self.config.lada_enabled,
@@ -361,6 +362,9 @@ class Runner:
             "budget": budget_totals(self.history),
             "wall_seconds": sum(r["wall_seconds"] for r in self.history),
         }
+        if self.federation is not None and self.federation.normalization is not None:
+            summary["text_normalization"] = self.federation.normalization
+        return summary
 
 
 def client_table(summary: dict[str, Any]) -> Table:

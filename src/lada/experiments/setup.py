@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -18,9 +21,15 @@ from lada.models.coverage import check_encodable
 from lada.models.device import resolve_device
 from lada.models.presets import TINY_PRESETS, load_model
 from lada.models.pretrain import pretrained_llm
-from lada.models.wrapper import ReasoningModel
+from lada.models.shipped import SHIPPED
+from lada.models.tokenizer import CHAR_ALPHABET
+from lada.models.wrapper import MODEL_CARD, ReasoningModel, read_card
 from lada.tasks.item import ReasoningItem
+from lada.tasks.normalize import NormalizationReport, normalize_items
 from lada.tasks.splits import FederatedSplit, split_federated
+
+#: Logs what text normalisation changed in the run's items (`data.normalize_text`).
+log = logging.getLogger("lada.data")
 
 
 def seed_everything(seed: int) -> None:
@@ -31,7 +40,13 @@ def seed_everything(seed: int) -> None:
 
 
 def load_items(config: ExperimentConfig) -> list[ReasoningItem]:
-    """Every item the split draws from: a built-in suite or a data file."""
+    """Every item the split draws from (a built-in suite or a data file), normalised as the
+    config says (`normalize_for_models`)."""
+    return normalize_for_models(config, read_items(config), data_label(config))[0]
+
+
+def read_items(config: ExperimentConfig) -> list[ReasoningItem]:
+    """Every item the split draws from, as the suite or the data file gives it."""
     data = config.data
     split = data.split
     if data.suite is not None:
@@ -69,6 +84,50 @@ def load_items(config: ExperimentConfig) -> list[ReasoningItem]:
         raise ValueError("data: neither data.suite nor data.path is set")
     # load_file checks the format name and says which ones exist.
     return load_file(data.path, format=cast(FileFormat, data.format)).items
+
+
+def data_label(config: ExperimentConfig) -> str:
+    """The run's data in words, for messages: `data file PATH` or `suite NAME`."""
+    if config.data.path is not None:
+        return f"data file {config.data.path}"
+    return f"suite {config.data.suite!r}"
+
+
+def uses_tiny_tokenizer(preset: str) -> bool:
+    """Whether a model name (tiny preset, shipped base, saved directory) reads text with a tiny
+    preset's tokenizer, whose alphabet is printable ASCII (`lada.models.tokenizer`)."""
+    if preset in TINY_PRESETS or preset in SHIPPED:
+        return True
+    directory = Path(preset)
+    if (directory / MODEL_CARD).exists():
+        return read_card(directory)["source"]["kind"] in ("tiny", "shipped")
+    return False
+
+
+def normalization_alphabet(config: ExperimentConfig) -> str | None:
+    """The alphabet items are rewritten into (`data.normalize_text`), or None to keep them."""
+    mode = config.data.normalize_text
+    if mode == "ascii":
+        return CHAR_ALPHABET
+    if mode == "auto" and any(
+        uses_tiny_tokenizer(spec.preset) for spec in [config.llm, *config.slms]
+    ):
+        return CHAR_ALPHABET
+    return None
+
+
+def normalize_for_models(
+    config: ExperimentConfig, items: Sequence[ReasoningItem], where: str
+) -> tuple[list[ReasoningItem], NormalizationReport | None]:
+    """`items` normalised per `data.normalize_text` (every party of a run alike), and the report
+    of what changed (None when normalisation is off). A change is logged, never silent."""
+    alphabet = normalization_alphabet(config)
+    if alphabet is None:
+        return list(items), None
+    normalised, report = normalize_items(items, alphabet, config.data.placeholder)
+    if report.items_changed:
+        log.warning("%s: %s", where, report.describe())
+    return normalised, report
 
 
 def make_split(config: ExperimentConfig, items: list[ReasoningItem]) -> FederatedSplit:
@@ -123,12 +182,22 @@ class Federation:
     server: ServerParty
     clients: list[ClientParty]
     split: FederatedSplit
+    #: What text normalisation changed in the items (`NormalizationReport.to_dict`), or None.
+    normalization: dict[str, Any] | None = None
 
 
 def load_split(config: ExperimentConfig) -> FederatedSplit:
     """The run's public pool and client splits: the same for every party that computes it."""
+    return load_split_reported(config)[0]
+
+
+def load_split_reported(
+    config: ExperimentConfig,
+) -> tuple[FederatedSplit, NormalizationReport | None]:
+    """`load_split`, with the report of what text normalisation changed (None when off)."""
     seed_everything(config.seed)
-    return make_split(config, load_items(config))
+    items, report = normalize_for_models(config, read_items(config), data_label(config))
+    return make_split(config, items), report
 
 
 def build_server(
@@ -137,7 +206,7 @@ def build_server(
     """The server party: the LLM, its plug-in and the public pool (no client data)."""
     console = console or Console(stderr=True)
     llm = make_llm(config, console)
-    check_encodable(llm, public_pool, where="llm on the public pool")
+    check_encodable(llm, public_pool, where=f"llm on the public pool ({data_label(config)})")
     return ServerParty(
         name="server",
         model=llm,
@@ -151,10 +220,15 @@ def build_client(
     client_id: int,
     train: list[ReasoningItem],
     test: list[ReasoningItem],
+    data: str | None = None,
 ) -> ClientParty:
-    """Client `client_id`: its SLM, its plug-in and its private train/test split."""
+    """Client `client_id`: its SLM, its plug-in and its private train/test split.
+
+    `data` names where the items came from in messages (default: the config's data).
+    """
     slm = make_slm(config, client_id)
-    check_encodable(slm, [*train, *test], where=f"slm_{client_id} on its own items")
+    where = f"slm_{client_id} on its own items ({data or data_label(config)})"
+    check_encodable(slm, [*train, *test], where=where)
     return ClientParty(
         name=f"client_{client_id}",
         model=slm,
@@ -166,10 +240,13 @@ def build_client(
 
 
 def build_federation(config: ExperimentConfig, console: Console | None = None) -> Federation:
-    split = load_split(config)
+    split, report = load_split_reported(config)
     server = build_server(config, split.public_pool, console)
     clients = [
         build_client(config, k, part.train, part.test) for k, part in enumerate(split.clients)
     ]
     host = make_host(config.host, config.train, config.lada_enabled, config.budget)
-    return Federation(host=host, server=server, clients=clients, split=split)
+    normalization = None if report is None else report.to_dict()
+    return Federation(
+        host=host, server=server, clients=clients, split=split, normalization=normalization
+    )
