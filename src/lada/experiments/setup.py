@@ -42,7 +42,14 @@ def seed_everything(seed: int) -> None:
 def load_items(config: ExperimentConfig) -> list[ReasoningItem]:
     """Every item the split draws from (a built-in suite or a data file), normalised as the
     config says (`normalize_for_models`)."""
-    return normalize_for_models(config, read_items(config), data_label(config))[0]
+    return load_items_reported(config)[0]
+
+
+def load_items_reported(
+    config: ExperimentConfig,
+) -> tuple[list[ReasoningItem], NormalizationReport | None]:
+    """`load_items`, with the report of what text normalisation changed (None when off)."""
+    return normalize_for_models(config, read_items(config), data_label(config))
 
 
 def read_items(config: ExperimentConfig) -> list[ReasoningItem]:
@@ -196,7 +203,7 @@ def load_split_reported(
 ) -> tuple[FederatedSplit, NormalizationReport | None]:
     """`load_split`, with the report of what text normalisation changed (None when off)."""
     seed_everything(config.seed)
-    items, report = normalize_for_models(config, read_items(config), data_label(config))
+    items, report = load_items_reported(config)
     return make_split(config, items), report
 
 

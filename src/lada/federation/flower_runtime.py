@@ -84,11 +84,10 @@ class FlowerRuntime:
         self.server = server
         self.console = console
         self.audit = audit
-        fed = federation
         self.n_clients = n_clients
-        self.min_clients = fed.min_clients or self.n_clients
-        self.timeout = fed.round_timeout_s
-        self.limit_bytes = int(fed.max_payload_mb * 1e6)
+        self.min_clients = federation.min_clients or self.n_clients
+        self.timeout = federation.round_timeout_s
+        self.limit_bytes = int(federation.max_payload_mb * 1e6)
         #: client id -> Flower node id, for the clients still in the run.
         self.nodes: dict[int, int] = {}
         self.lost: dict[int, str] = {}
