@@ -116,6 +116,11 @@ class EvalConfig(_Strict):
     llm_max_items_per_client: int | None = Field(
         None, ge=1, description="Score the LLM on at most this many test items per client."
     )
+    clients: Literal["all", "participants"] = Field(
+        "all",
+        description="Clients whose SLM is scored each round: all of them, or only those that "
+        "took part (federation.clients_per_round; round 0 scores all).",
+    )
 
 
 class CheckpointConfig(_Strict):
@@ -163,6 +168,15 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"slms: give 1 spec or {n} (one per client), got {len(self.slms)}")
         if self.federation.min_clients is not None and self.federation.min_clients > n:
             raise ValueError(f"federation.min_clients: {self.federation.min_clients} > {n} clients")
+        per_round = self.federation.clients_per_round
+        if per_round is not None and per_round > n:
+            raise ValueError(f"federation.clients_per_round: {per_round} > {n} clients")
+        floor = self.federation.min_clients
+        if per_round is not None and floor is not None and floor > per_round:
+            raise ValueError(
+                f"federation.min_clients: {floor} > federation.clients_per_round ({per_round}): "
+                "no round could go on"
+            )
         return self
 
     @model_validator(mode="after")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from lada.experiments.checkpoint import load_latest, restore_rng, save_checkpoin
 from lada.experiments.config import ConfigError, ExperimentConfig, dump_config
 from lada.experiments.setup import Federation, build_federation
 from lada.federation.inprocess import InProcessRuntime
+from lada.federation.sampling import participants
 from lada.federation.traffic import PayloadAudit, PrivateTexts, Traffic
 from lada.hosts.base import EVALUATE, SETUP, Host, ServerParty
 from lada.hosts.payloads import EvalReport
@@ -122,7 +124,14 @@ def budget_totals(history: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 class Runtime(Protocol):
     """Carries one exchange of a host between the server and the clients."""
 
-    def run_exchange(self, exchange: str, round_idx: int, traffic: Traffic) -> None: ...
+    def run_exchange(
+        self,
+        exchange: str,
+        round_idx: int,
+        traffic: Traffic,
+        participants: Sequence[int] | None = None,
+    ) -> None:
+        """`participants`: the clients taking part (None: every client still in the run)."""
 
 
 @dataclass
@@ -251,12 +260,15 @@ class Runner:
         _write_atomic(path, "".join(x + "\n" for x in kept))
 
     # ----------------------------------------------------------------- rounds
-    def _evaluate_round(self, round_idx: int, traffic: Traffic, started: float) -> dict[str, Any]:
+    def _evaluate_round(
+        self, round_idx: int, traffic: Traffic, started: float, taking_part: list[int]
+    ) -> dict[str, Any]:
         server = self.server
-        self.runtime.run_exchange(EVALUATE, round_idx, traffic)
+        scored = taking_part if self.config.evaluation.clients == "participants" else None
+        self.runtime.run_exchange(EVALUATE, round_idx, traffic, scored)
         reports: dict[int, EvalReport] = server.eval_reports
         server.eval_reports = {}
-        record: dict[str, Any] = {"round": round_idx, "clients": {}}
+        record: dict[str, Any] = {"round": round_idx, "participants": taking_part, "clients": {}}
         for cid, report in sorted(reports.items()):
             record["clients"][str(cid)] = {
                 "accuracy": report.accuracy,
@@ -315,9 +327,15 @@ class Runner:
             started = time.perf_counter()
             traffic = Traffic()
             exchanges = (SETUP,) if round_idx == 0 else self.host.exchanges
+            taking_part = participants(
+                range(n_clients),
+                self.config.federation.clients_per_round,
+                self.config.seed,
+                round_idx,
+            )
             for exchange in exchanges:
-                self.runtime.run_exchange(exchange, round_idx, traffic)
-            self._record(self._evaluate_round(round_idx, traffic, started))
+                self.runtime.run_exchange(exchange, round_idx, traffic, taking_part)
+            self._record(self._evaluate_round(round_idx, traffic, started, taking_part))
             if self.config.checkpoint.enabled:
                 save_checkpoint(
                     self.run_dir,

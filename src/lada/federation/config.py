@@ -16,6 +16,12 @@ class FederationConfig(BaseModel):
         ge=1,
         description="A step goes on when at least this many clients answered (default: all).",
     )
+    clients_per_round: int | None = Field(
+        None,
+        ge=1,
+        description="Clients sampled (seeded, per round) to take part in a round's exchanges "
+        "after setup (default: all). lada.federation.sampling.",
+    )
     round_timeout_s: float | None = Field(
         None, gt=0, description="Seconds a step waits for replies before going on without them."
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from flwr.app import Message, RecordDict
@@ -154,8 +155,16 @@ class FlowerRuntime:
         traffic.add(exchange, "down", payload.kind, size)
         return content
 
-    def run_exchange(self, exchange: str, round_idx: int, traffic: Traffic) -> None:
-        ids = sorted(self.nodes)
+    def run_exchange(
+        self,
+        exchange: str,
+        round_idx: int,
+        traffic: Traffic,
+        participants: Sequence[int] | None = None,
+    ) -> None:
+        """`participants`: the clients taking part (None: all still in the run). A partial
+        round goes on when at least `min_clients` of those asked answered (all, if fewer)."""
+        ids = sorted(self.nodes if participants is None else set(participants) & set(self.nodes))
         outgoing = self.host.server_send(exchange, self.server, round_idx, ids)
         kind = message_type(self.host.name, exchange, self.host.lada_enabled)
         messages, client_of = [], {}
@@ -204,4 +213,11 @@ class FlowerRuntime:
         for cid in sorted(set(client_of.values()) - answered):
             self._lose(cid, f"no reply within {self.timeout} s", exchange, traffic)
         self._check_enough(f"round {round_idx} {exchange}")
+        asked = len(client_of)
+        if participants is not None and len(replies) < min(self.min_clients, asked):
+            raise FederationError(  # a partial round's own floor
+                f"round {round_idx} {exchange}: {len(replies)} of the {asked} clients taking "
+                f"part answered, fewer than federation.min_clients={self.min_clients}; "
+                f"lost: {self.lost}"
+            )
         self.host.server_receive(exchange, self.server, replies, round_idx)

@@ -7,6 +7,8 @@ counted the same way for every runtime, and the privacy audit sees exactly what 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lada.federation.records import from_records, record_nbytes, to_records
 from lada.federation.traffic import PayloadAudit, Traffic
 from lada.hosts.base import ClientParty, Host, ServerParty
@@ -49,8 +51,16 @@ class InProcessRuntime:
         traffic.add(exchange, direction, payload.kind, size)
         return arrived
 
-    def run_exchange(self, exchange: str, round_idx: int, traffic: Traffic) -> None:
-        ids = sorted(self.clients)
+    def run_exchange(
+        self,
+        exchange: str,
+        round_idx: int,
+        traffic: Traffic,
+        participants: Sequence[int] | None = None,
+    ) -> None:
+        ids = sorted(
+            self.clients if participants is None else set(participants) & set(self.clients)
+        )
         outgoing = self.host.server_send(exchange, self.server, round_idx, ids)
         replies: dict[int, Payload] = {}
         for cid in ids:
