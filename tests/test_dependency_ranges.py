@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 REQUIREMENTS = [
     Requirement(line)
-    for line in [*PROJECT["dependencies"], *PROJECT["optional-dependencies"]["dev"]]
+    for line in [*PROJECT["dependencies"], *sum(PROJECT["optional-dependencies"].values(), [])]
 ]
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lada.experiments.config import ConfigError, load_config
 
 SET_HELP = "Override a config field, e.g. --set lada.alpha=0.3 --set rounds=2 (repeatable)."
+TRACKER_HELP = escape(  # help text is rich markup: keep the extra's brackets
+    "Log each round to a tracker: tensorboard, mlflow (repeatable or comma-separated; replaces "
+    "tracking.backends). Needs: pip install 'lada[tracking]'."
+)
 
 
 def run(
@@ -20,6 +26,7 @@ def run(
     resume: Path | None = typer.Option(
         None, file_okay=False, help="Continue this run folder from its last complete round."
     ),
+    tracker: list[str] = typer.Option([], "--tracker", help=TRACKER_HELP),
 ) -> None:
     """Run one experiment and write its run folder (config, metrics, selections, summary)."""
     console = Console()
@@ -28,10 +35,13 @@ def run(
         overrides.append(f"seed={seed}")
     if runtime is not None:
         overrides.append(f'runtime="{runtime}"')
+    if tracker:
+        names = [n.strip() for t in tracker for n in t.split(",") if n.strip()]
+        overrides.append(f"tracking.backends={json.dumps(names)}")
     try:
         cfg = load_config(config, overrides)
     except ConfigError as err:
-        console.print(f"[red]invalid config[/]\n{err}")
+        console.print(f"[red]invalid config[/]\n{escape(str(err))}")
         raise typer.Exit(2) from None
     from lada.apps.run import run_experiment
     from lada.experiments.checkpoint import CheckpointError
@@ -43,7 +53,7 @@ def run(
         else:
             result = run_experiment(cfg, console=console)
     except (ConfigError, CheckpointError) as err:
-        console.print(f"[red]cannot run[/]: {err}")
+        console.print(f"[red]cannot run[/]: {escape(str(err))}")
         raise typer.Exit(2) from None
     console.print(client_table(result.summary))
     console.print(f"run folder: {result.run_dir}")
@@ -63,7 +73,7 @@ def compare_cmd(
     try:
         cfg = load_config(config, list(set_))
     except ConfigError as err:
-        console.print(f"[red]invalid config[/]\n{err}")
+        console.print(f"[red]invalid config[/]\n{escape(str(err))}")
         raise typer.Exit(2) from None
     from lada.apps.run import run_experiment
     from lada.experiments.compare import SWEEPS, VARIANTS, compare, is_variant

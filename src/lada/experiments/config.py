@@ -130,6 +130,35 @@ class CheckpointConfig(_Strict):
     keep: int = Field(2, ge=1, description="Newest checkpoints kept (older ones are deleted).")
 
 
+class TrackingConfig(_Strict):
+    """Experiment trackers that receive each round's metrics (lada.experiments.tracking).
+
+    Optional (`pip install 'lada[tracking]'`) and offline: files only, nothing logged unless
+    `backends` names a tracker.
+    """
+
+    backends: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list,
+        description="Trackers to log to: 'tensorboard' (event files), 'mlflow' (a local SQLite "
+        "store); empty: none. `lada run --tracker NAME` sets it.",
+    )
+    dir: str = Field(
+        "",
+        description="Where the trackers write; '' = the run folder (RUN_DIR/tensorboard, "
+        "RUN_DIR/mlflow.db). A shared folder collects many runs: DIR/tensorboard/<run folder "
+        "name> and one DIR/mlflow.db.",
+    )
+    experiment: str = Field("", description="MLflow experiment name; '' = the config's `name`.")
+
+    @field_validator("backends")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        twice = sorted({b for b in value if value.count(b) > 1})
+        if twice:
+            raise ValueError(f"{twice} listed more than once")
+        return value
+
+
 class ExperimentConfig(_Strict):
     """One experiment: data, models, host, LaDa and the run's own settings."""
 
@@ -159,6 +188,7 @@ class ExperimentConfig(_Strict):
     lada_enabled: bool = Field(True, description="Plug LaDa into the host (false = host alone).")
     lada: LadaConfig = Field(default_factory=LadaConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     federation: FederationConfig = Field(default_factory=FederationConfig)
 
     @model_validator(mode="after")
