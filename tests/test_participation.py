@@ -90,3 +90,20 @@ def test_only_the_sampled_clients_take_part_and_the_sample_is_recorded(tmp_path,
         for before, record in zip(records, records[1:]):
             for cid in {"0", "1", "2"} - {str(c) for c in record["participants"]}:
                 assert record["clients"][cid]["accuracy"] == before["clients"][cid]["accuracy"]
+
+
+def test_the_simulation_runs_as_many_actors_as_asked_or_as_the_cores_hold(tmp_path, monkeypatch):
+    from lada.apps.simulation import federation_config
+
+    def config(n_clients: int, **federation) -> object:
+        data = tiny_config(tmp_path, "fedcot", False, federation=federation)
+        data["data"]["split"]["n_clients"] = n_clients
+        return validate(data)
+
+    settings = federation_config(config(64, simulation_actors=2))
+    assert "num-supernodes=64" in settings and "init-args-num-cpus=2 " in settings + " "
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert "init-args-num-cpus=8 " in federation_config(config(64)) + " "
+    two_cores = federation_config(config(64, cpus_per_client=2.0))
+    assert "client-resources-num-cpus=2" in two_cores and "init-args-num-cpus=8 " in two_cores + " "
+    assert "init-args-num-cpus=3 " in federation_config(config(3)) + " "  # never above the clients

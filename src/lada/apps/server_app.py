@@ -4,6 +4,12 @@
 `config` is the experiment config (a path, or inline JSON), `overrides` are `--set`-style
 assignments separated by `;`, `run-dir` the run folder (default: a new one under the config's
 `output_dir`), `wait-for-clients-s` how long to wait for the client nodes to connect.
+
+`resume = true` (with `run-dir`) continues that run folder from its last complete round: the
+server reloads its checkpoint and every client re-attaches to its own saved state as of that
+round (`lada.federation.client_state`). `audit = true` writes every string that crossed to
+`audit.jsonl` in the run folder (for the privacy check), and `evaluate-llm = false` leaves the
+experimenter's LLM scoring out.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from lada.experiments.config import ExperimentConfig, apply_override, load_confi
 from lada.experiments.runner import Runner, RunResult, ServerSide
 from lada.experiments.setup import build_server, load_split
 from lada.federation.flower_runtime import FlowerRuntime
+from lada.federation.traffic import write_audit
 from lada.hosts.registry import make_host
 
 
@@ -82,9 +89,32 @@ def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
 app = ServerApp()
 
 
+def flag(run_config: dict[str, Any], key: str, default: bool) -> bool:
+    """A true/false entry of the run config (a TOML boolean or its text)."""
+    value = str(run_config.get(key, default)).strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"run config: {key!r} must be true or false, got {value!r}")
+    return value == "true"
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    config = config_from_run_config(dict(context.run_config))
-    run_dir = str(context.run_config.get("run-dir", "")).strip()
-    wait = float(context.run_config.get("wait-for-clients-s", 120.0))
-    serve(grid, config, run_dir=Path(run_dir) if run_dir else None, wait_for_clients_s=wait)
+    run_config = dict(context.run_config)
+    config = config_from_run_config(run_config)
+    run_dir = str(run_config.get("run-dir", "")).strip()
+    wait = float(run_config.get("wait-for-clients-s", 120.0))
+    resume = flag(run_config, "resume", False)
+    if resume and not run_dir:
+        raise ValueError("run config: resume = true needs 'run-dir', the run folder to continue")
+    audit = flag(run_config, "audit", False)
+    result = serve(
+        grid,
+        config,
+        run_dir=Path(run_dir) if run_dir else None,
+        wait_for_clients_s=wait,
+        resume=resume,
+        audit=audit,
+        evaluate_llm=flag(run_config, "evaluate-llm", True),
+    )
+    if result.audit is not None:
+        write_audit(result.run_dir, result.audit)

@@ -1,26 +1,76 @@
-"""`lada run CONFIG --runtime flower-sim`: the same experiment through Flower's simulation runtime.
+"""`lada run CONFIG --runtime flower-sim`: the same experiment on Flower's simulation runtime.
 
-The `ServerApp` runs in this process (so it writes the run folder like the in-process runtime);
-each client is a simulated SuperNode run by Flower's Ray backend with `partition-id` and
-`num-partitions` in its node config, reserving `federation.cpus_per_client` cores and
-`federation.gpus_per_client` GPUs.
+Flower 1.41 deprecates `flwr.simulation.run_simulation` (the in-process entry) for `flwr run`
+against a SuperLink that runs its simulation runtime, so this is what runs here: a private
+SuperLink on 127.0.0.1 started with `--simulation` (`lada.federation.local_deployment`, with a
+throw-away Flower home), and `flwr run` of this project's Flower app (`[tool.flwr.app]` in
+`pyproject.toml`, the same app a deployment runs) with the experiment in its run config. Flower
+then runs the `ServerApp` in a process of its own, which writes the run folder as the in-process
+runtime does, and each client as a simulated SuperNode (`partition-id`, `num-partitions` in its
+node config) on the Ray backend, reserving `federation.cpus_per_client` cores (whole cores: the
+simulation config takes no fractions) and `federation.gpus_per_client` GPUs. Nothing is
+downloaded: the app's dependencies are those of this environment.
+
+`resume=True` continues a run folder from its last complete round, the clients re-attaching to
+their saved state (`lada.federation.client_state`); `audit=True` has the ServerApp write what
+crossed to the run folder, read back here.
 """
 
 from __future__ import annotations
 
-import logging
+import json
+import math
 import os
+import tempfile
+from collections import deque
 from pathlib import Path
-from typing import Any
 
-from flwr.app import Context
-from flwr.serverapp import Grid, ServerApp
+import tomli_w
 from rich.console import Console
+from rich.markup import escape
 
-from lada.apps.client_app import make_client_app
-from lada.apps.server_app import serve
+from lada.experiments.checkpoint import CheckpointError, list_checkpoints
 from lada.experiments.config import ExperimentConfig
-from lada.experiments.runner import RunResult
+from lada.experiments.runner import RunResult, check_same_config, new_run_dir
+from lada.federation.local_deployment import LocalDeployment
+from lada.federation.traffic import read_audit
+
+#: The project folder, whose `pyproject.toml` declares the Flower app (a source checkout).
+APP_DIR = Path(__file__).resolve().parents[3]
+
+
+def app_dir() -> Path:
+    """The folder of the Flower app to run (this project's source folder)."""
+    manifest = APP_DIR / "pyproject.toml"
+    if not manifest.is_file() or "[tool.flwr.app]" not in manifest.read_text():
+        raise FileNotFoundError(
+            f"{manifest}: no Flower app declared here; the flower-sim runtime runs the app of a "
+            "lada source folder (pip install -e .)"
+        )
+    return APP_DIR
+
+
+def simulation_actors(config: ExperimentConfig, cpus_per_client: int) -> int:
+    """How many clients run at once: `federation.simulation_actors`, or as many as this
+    machine's cores hold; never more than the clients."""
+    n = config.data.split.n_clients
+    asked = config.federation.simulation_actors
+    fits = max(1, (os.cpu_count() or 1) // cpus_per_client)
+    return min(n, asked if asked is not None else fits)
+
+
+def federation_config(config: ExperimentConfig) -> str:
+    """The simulation's size and each simulated client's reservation, as `flwr run` takes it:
+    Ray gets CPUs for `simulation_actors` clients at a time, so that many actors run them."""
+    fed = config.federation
+    n = config.data.split.n_clients
+    cpus = max(1, math.ceil(fed.cpus_per_client))
+    actors = simulation_actors(config, cpus)
+    return (
+        f"num-supernodes={n} client-resources-num-cpus={cpus} "
+        f"client-resources-num-gpus={fed.gpus_per_client} init-args-num-cpus={actors * cpus}"
+        + (" init-args-num-gpus=0" if fed.gpus_per_client == 0 else "")
+    )
 
 
 def run_flower_simulation(
@@ -28,41 +78,50 @@ def run_flower_simulation(
     *,
     run_dir: Path | None = None,
     console: Console | None = None,
-    **runner_kwargs: Any,
+    resume: bool = False,
+    audit: bool = False,
+    evaluate_llm: bool = True,
 ) -> RunResult:
-    """Run `config` with Flower's simulation runtime; returns the run's result like `Runner.run`."""
-    from flwr.simulation import run_simulation
-
+    """Run `config` on Flower's simulation runtime; returns the run's result like `Runner.run`
+    (its `audit` read back from the run folder, no `federation`: the parties lived elsewhere)."""
     console = console or Console(stderr=True)
-    if runner_kwargs.get("resume"):
-        raise ValueError("runtime: resume is available for the in-process runtime only")
-    outcome: dict[str, Any] = {}
-    server_app = ServerApp()
-
-    @server_app.main()
-    def _main(grid: Grid, context: Context) -> None:
-        outcome["result"] = serve(
-            grid, config, run_dir=run_dir, console=console, wait_for_clients_s=60, **runner_kwargs
-        )
-
-    fed = config.federation
-    n = config.data.split.n_clients
-    init_args: dict[str, int] = {"num_cpus": max(1, int(round(n * fed.cpus_per_client)))}
-    if fed.gpus_per_client == 0:
-        init_args["num_gpus"] = 0
-    backend_config = {
-        "client_resources": {"num_cpus": fed.cpus_per_client, "num_gpus": fed.gpus_per_client},
-        "init_args": init_args,
+    if resume:
+        if run_dir is None:
+            raise ValueError("resume: give the run folder to resume")
+        check_same_config(run_dir, config)
+        if not list_checkpoints(run_dir):
+            raise CheckpointError(f"{run_dir}: no checkpoints to resume from")
+    run_dir = (run_dir or new_run_dir(config)).resolve()
+    run_config = {
+        "config": config.model_dump_json(),
+        "run-dir": str(run_dir),
+        "resume": resume,
+        "audit": audit,
+        "evaluate-llm": evaluate_llm,
+        "wait-for-clients-s": 60,
     }
-    # Ray workers inherit the environment: the model cache and offline mode travel with it.
+    # Flower's processes inherit the environment: the model cache and offline mode travel too.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.getLogger("flwr").setLevel(logging.WARNING)
-    run_simulation(
-        server_app=server_app,
-        client_app=make_client_app(),
-        num_supernodes=n,
-        backend_config=backend_config,  # type: ignore[arg-type]
-    )
-    if "result" not in outcome:
-        raise RuntimeError("Flower simulation ended without a result (see the log above)")
-    return outcome["result"]
+    tail: deque[str] = deque(maxlen=40)
+
+    def echo(line: str) -> None:
+        tail.append(line)
+        console.print(escape(line), highlight=False)
+
+    with tempfile.TemporaryDirectory(prefix="lada-flower-sim-") as work:
+        settings = Path(work) / "run-config.toml"
+        settings.write_text(tomli_w.dumps(run_config))
+        n = config.data.split.n_clients
+        with LocalDeployment(Path(work) / "flower", n, simulation=True) as simulation:
+            status, details = simulation.simulate(
+                app_dir(), settings, federation_config(config), echo
+            )
+            if not status.endswith(":completed"):
+                log = simulation.log("superlink")[-3000:]
+                raise RuntimeError(
+                    f"Flower simulation ended {status}: {details}\n"
+                    + "\n".join(tail)
+                    + f"\nsuperlink log:\n{log}"
+                )
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return RunResult(run_dir, summary, read_audit(run_dir) if audit else None)

@@ -23,9 +23,10 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.table import Table
 
-from lada.experiments.checkpoint import load_latest, restore_rng, save_checkpoint
+from lada.experiments.checkpoint import CheckpointError, load_latest, restore_rng, save_checkpoint
 from lada.experiments.config import ConfigError, ExperimentConfig, dump_config
 from lada.experiments.setup import Federation, build_federation
+from lada.experiments.tracking import Trackers, open_trackers, require_backends
 from lada.federation.inprocess import InProcessRuntime
 from lada.federation.sampling import participants
 from lada.federation.traffic import PayloadAudit, PrivateTexts, Traffic
@@ -133,6 +134,13 @@ class Runtime(Protocol):
     ) -> None:
         """`participants`: the clients taking part (None: every client still in the run)."""
 
+    def progress(self) -> Any:
+        """What the runtime itself needs to continue after a resume (checkpointed with the
+        parties; None when it needs nothing)."""
+
+    def resume(self, host: Host, server: ServerParty, progress: Any, round_idx: int) -> None:
+        """Continue after round `round_idx` with the parties and `progress` checkpointed then."""
+
 
 @dataclass
 class ServerSide:
@@ -158,6 +166,22 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
     return out
 
 
+def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
+    """A `ConfigError` naming the fields where `config` differs from the run folder's (where
+    it is written and which runtime carries it may change on a resume)."""
+    stored = json.loads((run_dir / "config.json").read_text())
+    changed = [
+        f
+        for f in config_differences(stored, config.model_dump(mode="json"))
+        if f not in ("output_dir", "runtime")
+    ]
+    if changed:
+        raise ConfigError(
+            f"{run_dir}: the config differs from the run's config.json in {changed}; "
+            "resume with the same config"
+        )
+
+
 class Runner:
     """Owns one run: its parties, runtime, folder and per-round records.
 
@@ -177,6 +201,7 @@ class Runner:
         resume: bool = False,
         server_side: ServerSide | None = None,
     ) -> None:
+        require_backends(config.tracking.backends)  # a missing extra fails before any work
         self.config = config
         self.console = console or Console(stderr=True)
         self.audit = PayloadAudit() if audit else None
@@ -184,6 +209,7 @@ class Runner:
         self.history: list[dict[str, Any]] = []
         self.federation: Federation | None = None
         self.next_round = 0
+        self.trackers = Trackers.none()  # `run` opens the configured ones
         if resume:
             if run_dir is None:
                 raise ValueError("resume: give the run folder to resume")
@@ -219,25 +245,25 @@ class Runner:
     def _state(self) -> dict[str, Any]:
         if self.federation is not None:
             return {"federation": self.federation}
-        return {"host": self.host, "server": self.server}
+        return {"host": self.host, "server": self.server, "runtime": self.runtime.progress()}
 
     def _resume(self, side: ServerSide | None) -> None:
-        stored = json.loads((self.run_dir / "config.json").read_text())
-        changed = [
-            f
-            for f in config_differences(stored, self.config.model_dump(mode="json"))
-            if f not in ("output_dir", "runtime")
-        ]
-        if changed:
-            raise ConfigError(
-                f"{self.run_dir}: the config differs from the run's config.json in {changed}; "
-                "resume with the same config"
-            )
+        check_same_config(self.run_dir, self.config)
         checkpoint = load_latest(self.run_dir, warn=lambda m: self.console.print(f"[yellow]{m}"))
+        flower = "federation" not in checkpoint.state  # only the server side was checkpointed
+        if flower != (side is not None):
+            written, asked = ("Flower", "in-process") if flower else ("in-process", "Flower")
+            raise CheckpointError(
+                f"{checkpoint.path}: written by the {written} runtime, resumed on the {asked} "
+                f'runtime; resume with runtime = "{"flower-sim" if flower else "inprocess"}"'
+            )
         if side is None:
             self._attach(checkpoint.state["federation"])
         else:
             side.host, side.server = checkpoint.state["host"], checkpoint.state["server"]
+            side.runtime.resume(
+                side.host, side.server, checkpoint.state.get("runtime"), checkpoint.round_idx
+            )
             self._attach_server(side)
         restore_rng(checkpoint.rng)
         self.history = list(checkpoint.history)
@@ -323,6 +349,7 @@ class Runner:
             f"{' + LaDa' if self.config.lada_enabled else ' alone'}, {n_clients} clients, "
             f"{rounds} rounds -> {self.run_dir}"
         )
+        self.trackers = open_trackers(self.config, self.run_dir, self.history)
         for round_idx in range(self.next_round, rounds + 1):
             started = time.perf_counter()
             traffic = Traffic()
@@ -344,6 +371,7 @@ class Runner:
                     self._state(),
                     keep=self.config.checkpoint.keep,
                 )
+        self.trackers.close()
         summary = self._summary()
         _write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
         return RunResult(self.run_dir, summary, self.audit, self.federation)
@@ -351,6 +379,7 @@ class Runner:
     def _record(self, record: dict[str, Any]) -> None:
         self.history.append(record)
         _append_jsonl(self.run_dir / "metrics.jsonl", record)
+        self.trackers.log_round(record)
         llm = record.get("llm", {}).get("accuracy")
         self.console.print(
             f"round {record['round']}: mean SLM accuracy {record['mean_slm_accuracy']:.1%}"

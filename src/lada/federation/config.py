@@ -31,6 +31,13 @@ class FederationConfig(BaseModel):
     cpus_per_client: float = Field(
         1.0, gt=0, description="CPU cores a simulated client reserves (Flower simulation)."
     )
+    simulation_actors: int | None = Field(
+        None,
+        ge=1,
+        description="Clients Flower's simulation runs at once, each in a long-lived actor "
+        "(default: as many as the machine's cores hold at cpus_per_client each, at most one per "
+        "client). Memory grows with the actors, not the clients: the others wait on disk.",
+    )
     gpus_per_client: float = Field(
         0.0, ge=0, description="GPUs a simulated client reserves, e.g. 0.25 (Flower simulation)."
     )

@@ -5,6 +5,10 @@ A client that does not answer a step in time (its node died, its message was mal
 raised) is logged by id and left out of the rest of the run; the run goes on while at least
 `federation.min_clients` clients answer, and stops with a clear error otherwise.
 
+A resumed run (`resume`) sends each client the round it continues after; a client re-attaches
+to its saved state as of that round, and one whose state ends with another round than the
+checkpoint has for it is refused, by name and with both rounds (`lada.federation.progress`).
+
 With an audit, every payload is recorded as the in-process runtime records it (down before it is
 sent, up as it arrived); a reply that is rejected, and a client's error reason, crossed too and
 are recorded with kind "rejected" and "error".
@@ -22,6 +26,7 @@ from flwr.serverapp import Grid
 from rich.console import Console
 
 from lada.federation.config import FederationConfig
+from lada.federation.progress import RunProgress, round_mismatch
 from lada.federation.protocol import HELLO, hello_content, message_type, read_identity
 from lada.federation.records import from_records, record_nbytes, to_records
 from lada.federation.traffic import PayloadAudit, Traffic
@@ -91,7 +96,31 @@ class FlowerRuntime:
         self.limit_bytes = int(federation.max_payload_mb * 1e6)
         #: client id -> Flower node id, for the clients still in the run.
         self.nodes: dict[int, int] = {}
-        self.lost: dict[int, str] = {}
+        self.run_progress = RunProgress()
+        #: The round a resumed run continues after (None: a fresh run).
+        self.resume_round: int | None = None
+
+    @property
+    def lost(self) -> dict[int, str]:
+        return self.run_progress.lost
+
+    # ---------------------------------------------------------------- resume
+    def progress(self) -> RunProgress:
+        """What a resume needs beside the parties (checkpointed with them)."""
+        return self.run_progress
+
+    def resume(
+        self, host: Host[Any], server: ServerParty, progress: object, round_idx: int
+    ) -> None:
+        """Continue after round `round_idx`, with the parties and progress checkpointed then."""
+        if not isinstance(progress, RunProgress):
+            raise FederationError(
+                f"the checkpoint of round {round_idx} holds no Flower run progress (run key, "
+                "clients' rounds): it was not written by a Flower run"
+            )
+        self.host, self.server = host, server
+        self.run_progress = progress
+        self.resume_round = round_idx
 
     # ----------------------------------------------------------------- hello
     def connect(self, wait_s: float) -> None:
@@ -106,25 +135,34 @@ class FlowerRuntime:
                 f"only {len(node_ids)} client nodes connected within {wait_s:.0f} s; "
                 f"need at least {self.min_clients} (federation.min_clients)"
             )
-        messages = [
-            Message(content=hello_content(self.hello), dst_node_id=n, message_type=HELLO)
-            for n in node_ids
-        ]
+        content = hello_content(self.hello, self.run_progress.run_key, self.resume_round)
+        messages = [Message(content=content, dst_node_id=n, message_type=HELLO) for n in node_ids]
         for reply in self.grid.send_and_receive(messages, timeout=self.timeout):
             node = reply.metadata.src_node_id
             if reply.has_error():
                 self.console.print(f"[yellow]node {node} failed the hello: {reply.error.reason}")
                 continue
             try:
-                cid = read_identity(reply.content)
+                identity = read_identity(reply.content)
             except PayloadError as err:
                 self.console.print(f"[yellow]node {node}: {err}")
                 continue
+            cid = identity.client_id
             if cid in self.nodes or not 0 <= cid < self.n_clients:
                 raise FederationError(
                     f"node {node} says it is client {cid}: ids must be distinct and in "
                     f"0..{self.n_clients - 1} (node config partition-id)"
                 )
+            if self.resume_round is not None:
+                if cid in self.lost:  # the uninterrupted run went on without it too
+                    self.console.print(f"[yellow]client {cid} stays out: {self.lost[cid]}")
+                    continue
+                expected = self.run_progress.answered.get(cid, -1)
+                refusal = round_mismatch(cid, identity.state_round, self.resume_round, expected)
+                if refusal is not None:
+                    self.lost[cid] = refusal
+                    self.console.print(f"[red]{refusal}")
+                    continue
             self.nodes[cid] = node
         self._check_enough("hello")
 
@@ -210,6 +248,7 @@ class FlowerRuntime:
                 self.audit.record(f"{exchange}/up", payload)
             traffic.add(exchange, "up", payload.kind, size)
             replies[cid] = payload
+            self.run_progress.answered[cid] = round_idx
         for cid in sorted(set(client_of.values()) - answered):
             self._lose(cid, f"no reply within {self.timeout} s", exchange, traffic)
         self._check_enough(f"round {round_idx} {exchange}")

@@ -42,6 +42,14 @@ class InProcessRuntime:
         self.audit = audit
         self.limit_bytes = limit_bytes
 
+    def progress(self) -> None:
+        """Nothing beyond the parties, which a resume gets back with the federation."""
+        return None
+
+    def resume(self, host: Host, server: ServerParty, progress: object, round_idx: int) -> None:
+        """Nothing to restore: a resumed in-process run builds a new runtime around the
+        checkpointed federation."""
+
     def _carry(
         self, traffic: Traffic, exchange: str, direction: str, payload: Payload, round_idx: int
     ) -> Payload:

@@ -5,10 +5,15 @@ processes are the real `flower-superlink` / `flower-supernode` executables talki
 127.0.0.1, optionally with TLS and SuperNode authentication (test certificates from
 `lada.federation.certs`). Every process is started in its own session and stopped with its
 children on `stop()` (or when the `with` block ends).
+
+With `simulation=True` the SuperLink runs Flower's simulation runtime instead (what `flwr run`
+starts for a local simulation): no SuperNode processes; each run submitted with `simulate`
+gets N simulated SuperNodes, its ServerApp and ClientApps in a process of the SuperLink's.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -47,11 +53,13 @@ class LocalDeployment:
         tls: bool = False,
         authenticate: bool = False,
         node_configs: list[str] | None = None,
+        simulation: bool = False,
     ) -> None:
         if authenticate and not tls:
             raise ValueError("SuperNode authentication needs TLS")
         self.workdir = workdir
         self.n_supernodes = n_supernodes
+        self.simulation = simulation
         self.tls = tls
         self.authenticate = authenticate
         self.node_configs = node_configs or [
@@ -102,8 +110,12 @@ class LocalDeployment:
             link.append("--insecure")
         if self.authenticate:
             link.append("--enable-supernode-auth")
+        if self.simulation:
+            link.append("--simulation")
         self.superlink = self._spawn("superlink", link)
         self._wait_for_port()
+        if self.simulation:
+            return self
         if self.authenticate:
             for _, public in self.keys.supernodes:  # type: ignore[union-attr]
                 self.flwr("supernode", "register", str(public), "local")
@@ -134,7 +146,7 @@ class LocalDeployment:
         raise TimeoutError(f"flower-superlink did not listen on port {self.port}")
 
     # ------------------------------------------------------------------ use
-    def flwr(self, *args: str, cwd: Path | None = None) -> str:
+    def flwr(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> str:
         """Run the `flwr` CLI against this SuperLink; its output, or an error with it."""
         done = subprocess.run(
             [_executable("flwr"), *args],
@@ -142,7 +154,7 @@ class LocalDeployment:
             cwd=cwd,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
         )
         if done.returncode != 0:
             raise RuntimeError(f"flwr {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
@@ -154,6 +166,43 @@ class LocalDeployment:
         if overrides:
             run_config += f" overrides='{overrides}'"
         return self.flwr("run", str(app_dir), "local", "--run-config", run_config, cwd=app_dir)
+
+    def simulate(
+        self,
+        app_dir: Path,
+        run_config: Path,
+        federation_config: str,
+        echo: Callable[[str], None] | None = None,
+    ) -> tuple[str, str]:
+        """`flwr run` the app on the simulation runtime and wait for the run to end.
+
+        `run_config` is a TOML file of run config entries, `federation_config` the simulation's
+        `--federation-config` (`num-supernodes=N ...`). Each line of the run's log goes to
+        `echo` as it comes. Returns the run's final status (`finished:completed` when it went
+        well) and its details.
+        """
+        if not self.simulation:
+            raise ValueError("simulate: start the deployment with simulation=True")
+        command = [_executable("flwr"), "run", str(app_dir), "local", "--stream"]
+        command += ["--run-config", str(run_config), "--federation-config", federation_config]
+        with subprocess.Popen(
+            command,
+            env=self.env,
+            cwd=app_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as streaming:
+            assert streaming.stdout is not None
+            for line in streaming.stdout:
+                if echo is not None:
+                    echo(line.rstrip("\n"))
+        if streaming.returncode != 0:
+            raise RuntimeError(f"flwr run failed (exit code {streaming.returncode})")
+        runs = json.loads(self.flwr("ls", "local", "--format", "json"))["runs"]
+        if len(runs) != 1:
+            raise RuntimeError(f"expected one run on the simulation SuperLink, found {len(runs)}")
+        return str(runs[0]["status"]), str(runs[0].get("status-details", ""))
 
     def kill_supernode(self, i: int) -> None:
         """SIGKILL SuperNode `i` and the ClientApp processes it started."""

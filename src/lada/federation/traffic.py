@@ -8,9 +8,11 @@ longer rationale or path, by any `WINDOW_CHARS` characters of it.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from lada.hosts.payloads import Payload
@@ -257,3 +259,25 @@ class PayloadAudit:
             if match is not None:
                 out.append(Leak(where, kind, text, *match))
         return out
+
+
+#: File of a run folder that holds the audit of a run whose server ran in another process.
+AUDIT_FILE = "audit.jsonl"
+
+
+def write_audit(run_dir: Path, audit: PayloadAudit) -> Path:
+    """The audit's records, one JSON list [where, kind, string] a line, in the order they
+    crossed."""
+    path = run_dir / AUDIT_FILE
+    path.write_text("".join(json.dumps(list(r)) + "\n" for r in audit.records))
+    return path
+
+
+def read_audit(run_dir: Path) -> PayloadAudit:
+    """The audit `write_audit` wrote; a `FileNotFoundError` names the file when it is absent."""
+    path = run_dir / AUDIT_FILE
+    audit = PayloadAudit()
+    for line in path.read_text().splitlines():
+        where, kind, text = json.loads(line)
+        audit.records.append((where, kind, text))
+    return audit

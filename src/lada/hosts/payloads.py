@@ -578,6 +578,15 @@ class Weights(Payload):
     num_examples: int = 0
 
 
+def fixed_width_seconds(value: Any) -> str:
+    """A JSON number of the same width for any duration from 1e-99 s to 1e99 s, or 0: 17
+    significant digits (`1.2345678901234567e-01`), which read back as the same float."""
+    number = float(value)
+    if number == 0.0 or 1e-99 <= abs(number) < 1e100:
+        return format(number, ".16e")
+    return json.dumps(number)  # outside any real duration: as JSON writes it
+
+
 @dataclass
 class EvalReport(Payload):
     """A client's evaluation of its own SLM on its private test split: numbers only."""
@@ -590,6 +599,22 @@ class EvalReport(Payload):
     log: dict[str, Any] = field(default_factory=dict)
     #: What the client's filters chose: public item ids with scores (public information).
     selections: list[dict[str, Any]] = field(default_factory=list)
+
+    def split(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """As every payload, but the log's phase seconds are written with a fixed width: they
+        differ between identical runs, and with them the size of the report would, so the
+        bytes counted for a round would too. `fixed_width_seconds` keeps every digit."""
+        arrays, config = super().split()
+        timings = self.log.get("timings")
+        if isinstance(timings, dict):
+            rest = json.dumps({k: v for k, v in self.log.items() if k != "timings"})
+            seconds = ", ".join(
+                f"{json.dumps(str(k))}: {fixed_width_seconds(v)}" for k, v in timings.items()
+            )
+            config["log"] = (
+                rest[:-1] + (", " if rest != "{}" else "") + f'"timings": {{{seconds}}}}}'
+            )
+        return arrays, config
 
     def check(self) -> None:
         """Accuracies are fractions."""
