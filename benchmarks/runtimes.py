@@ -3,10 +3,14 @@
 Runs the same config (default: the quickstart with one round) three times, side by side, and
 reports the wall time of round 0 (setup + warm-up + evaluation) and round 1 and the bytes per
 message kind of round 1, read from each run's `metrics.jsonl`. The deployment starts a real
-`flower-superlink` and one `flower-supernode` per client on 127.0.0.1 (insecure).
+`flower-superlink` and one `flower-supernode` per client on 127.0.0.1 (insecure); each node
+answers through its long-lived worker (`lada.apps.client_front`), and the runtime
+`flower-deployment-no-worker` answers every message in a fresh ClientApp process instead.
 
     python benchmarks/runtimes.py    # table + benchmarks/results/runtimes.json
     python benchmarks/runtimes.py --runtimes inprocess,flower-sim
+    python benchmarks/runtimes.py --config configs/tiny.toml --set rounds=2 \
+        --runtimes inprocess,flower-deployment,flower-deployment-no-worker
 """
 
 from __future__ import annotations
@@ -36,9 +40,18 @@ def _rounds(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def _deploy(config_path: Path, overrides: list[str], n_clients: int, work: Path) -> Path:
-    run_dir = work / "deployment-run"
-    with LocalDeployment(work / "deployment", n_clients) as deployment:
+def _deploy(
+    config_path: Path, overrides: list[str], n_clients: int, work: Path, worker: bool
+) -> Path:
+    """A local deployment run; `worker=False` answers each message in its own ClientApp
+    process (node config `client-worker=false`), as Flower does without the node's worker."""
+    name = "deployment" if worker else "deployment-no-worker"
+    run_dir = work / f"{name}-run"
+    node_configs = [
+        f"partition-id={i} num-partitions={n_clients} client-worker={str(worker).lower()}"
+        for i in range(n_clients)
+    ]
+    with LocalDeployment(work / name, n_clients, node_configs=node_configs) as deployment:
         deployment.submit(REPO, config_path, run_dir, overrides=";".join(overrides))
         deadline = time.monotonic() + 3600
         while not (run_dir / "summary.json").exists():
@@ -69,8 +82,9 @@ def main() -> None:
     for runtime in args.runtimes.split(","):
         console.print(f"[bold]{runtime}[/]")
         started = time.perf_counter()
-        if runtime == "flower-deployment":
-            run_dir = _deploy(args.config.resolve(), args.overrides, n_clients, work)
+        if runtime in ("flower-deployment", "flower-deployment-no-worker"):
+            worker = runtime == "flower-deployment"
+            run_dir = _deploy(args.config.resolve(), args.overrides, n_clients, work, worker)
         else:
             cfg = config.model_copy(update={"runtime": runtime})
             run_dir = run_experiment(cfg, run_dir=work / f"{runtime}-run", console=console).run_dir
@@ -85,14 +99,23 @@ def main() -> None:
     table.add_column("runtime")
     table.add_column("round 0 s", justify="right")
     table.add_column("round 1 s", justify="right")
+    table.add_column("mean round >= 1 s", justify="right")
+    table.add_column("vs in-process", justify="right")
     table.add_column("whole run s", justify="right")
     table.add_column("round 1 bytes by kind")
+    for row in results.values():
+        federated = [v for r, v in row["round_seconds"].items() if r >= 1]
+        row["mean_round_seconds"] = sum(federated) / len(federated)
+    base = results.get("inprocess", {}).get("mean_round_seconds")
     for runtime, row in results.items():
         kinds = ", ".join(f"{k}={v}" for k, v in sorted(row["round_bytes"][1].items()))
+        row["round_ratio_to_inprocess"] = row["mean_round_seconds"] / base if base else None
         table.add_row(
             runtime,
             f"{row['round_seconds'][0]:.1f}",
             f"{row['round_seconds'][1]:.1f}",
+            f"{row['mean_round_seconds']:.1f}",
+            f"{row['round_ratio_to_inprocess']:.2f}x" if base else "",
             f"{row['total_seconds']:.1f}",
             kinds,
         )

@@ -14,6 +14,8 @@ PACKAGE = Path(lada.__file__).parent
 
 #: (module file relative to the package, imported module): why it is imported on first use.
 DEFERRED = {
+    ("apps/client_front.py", "lada.apps.client_app"): "torch only for a node without a worker",
+    ("apps/client_worker.py", "lada.apps.client_app"): "the front imports the wire, not torch",
     ("apps/run_cli.py", "lada.apps.run"): "`lada run --help` must not import the model stack",
     ("apps/run_cli.py", "lada.experiments.checkpoint"): "same: torch only when a run starts",
     ("apps/run_cli.py", "lada.experiments.runner"): "same",
