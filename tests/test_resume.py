@@ -23,7 +23,7 @@ from lada.experiments.checkpoint import (
     save_checkpoint,
 )
 from lada.experiments.config import ConfigError, validate
-from lada.experiments.runner import Runner
+from lada.experiments.runner import Runner, check_same_config
 from tests.test_end_to_end import tiny_config
 
 QUIET = Console(quiet=True)
@@ -155,6 +155,25 @@ def test_resume_refuses_a_folder_without_checkpoints_or_with_another_config(tmp_
         path.unlink()
     with pytest.raises(CheckpointError, match="no checkpoints"):
         Runner(validate(data), run_dir=result.run_dir, resume=True, console=QUIET)
+
+
+def test_a_config_written_before_new_fields_existed_still_resumes(tmp_path):
+    """A run folder from an older version lacks the fields added since: they count as
+    unchanged while they keep their defaults; trackers may be added on a resume."""
+    data = _config(tmp_path, rounds=2)
+    result = Runner(validate(data), console=QUIET).run()
+    (result.run_dir / "checkpoints" / "round-0002.pt").unlink()
+    stored = json.loads((result.run_dir / "config.json").read_text())
+    del stored["tracking"], stored["federation"]["clients_per_round"]
+    del stored["evaluation"]["clients"]
+    (result.run_dir / "config.json").write_text(json.dumps(stored))
+
+    check_same_config(result.run_dir, validate(data))
+    check_same_config(result.run_dir, validate({**data, "tracking": {"dir": str(tmp_path)}}))
+    with pytest.raises(ConfigError, match=r"\['federation.clients_per_round'\]"):
+        check_same_config(
+            result.run_dir, validate({**data, "federation": {"clients_per_round": 1}})
+        )
 
 
 @pytest.mark.slow

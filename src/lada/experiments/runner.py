@@ -166,14 +166,30 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
     return out
 
 
+#: Config fields a resume may change: where the run is written, what carries and polls it, how
+#: many simulated clients run at once, what logs it. None of them changes a result.
+RESUME_MAY_CHANGE = (
+    "output_dir",
+    "runtime",
+    "tracking",
+    "federation.reply_poll_s",
+    "federation.simulation_actors",
+)
+
+
 def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
-    """A `ConfigError` naming the fields where `config` differs from the run folder's (where
-    it is written and which runtime carries it may change on a resume)."""
+    """A `ConfigError` naming the fields where `config` differs from the run folder's, apart
+    from `RESUME_MAY_CHANGE`. The stored config is read with this version's defaults, so a
+    field added since the run started counts as unchanged when it keeps its default."""
     stored = json.loads((run_dir / "config.json").read_text())
+    try:
+        stored = ExperimentConfig.model_validate(stored).model_dump(mode="json")
+    except ValueError:
+        pass  # a field renamed or removed since: compared as written, so it is named below
     changed = [
         f
         for f in config_differences(stored, config.model_dump(mode="json"))
-        if f not in ("output_dir", "runtime")
+        if not any(f == k or f.startswith(f"{k}.") for k in RESUME_MAY_CHANGE)
     ]
     if changed:
         raise ConfigError(
