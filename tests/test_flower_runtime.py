@@ -32,9 +32,26 @@ class MemoryGrid:
         self.garbling: set[int] = set()  # answer steps after the hello with a malformed record
         self.die_after: dict[int, str] = {}  # node -> message type after which it dies
         self.seen: list[tuple[int, str]] = []
+        self._pushed = 0
+        self._replies: list[Message] = []
 
     def get_node_ids(self) -> list[int]:
         return list(self.contexts)
+
+    def push_messages(self, messages):
+        """Deliver at once; the replies wait for `pull_messages` (the SuperLink's ids)."""
+        messages = list(messages)
+        for message in messages:
+            self._pushed += 1
+            message.metadata.__dict__["_message_id"] = f"m{self._pushed}"
+        self._replies.extend(self.send_and_receive(messages))
+        return [m.metadata.message_id for m in messages]
+
+    def pull_messages(self, message_ids):
+        wanted = set(message_ids)
+        out = [r for r in self._replies if r.metadata.reply_to_message_id in wanted]
+        self._replies = [r for r in self._replies if r not in out]
+        return out
 
     def send_and_receive(self, messages, *, timeout=None):
         replies = []
@@ -63,7 +80,8 @@ def _task_identity():
 def _config(tmp_path, n_clients: int, **federation):
     data = tiny_config(tmp_path, "fedcot", True, rounds=1)
     data["data"]["split"]["n_clients"] = n_clients
-    data["federation"] = federation
+    # A dead node never answers: each step waits this long for it, polling every 0.05 s.
+    data["federation"] = {"round_timeout_s": 1.0, "reply_poll_s": 0.05, **federation}
     return validate(data)
 
 

@@ -25,6 +25,12 @@ class FederationConfig(BaseModel):
     round_timeout_s: float | None = Field(
         None, gt=0, description="Seconds a step waits for replies before going on without them."
     )
+    reply_poll_s: float = Field(
+        0.2,
+        gt=0,
+        le=60,
+        description="Seconds between the server's checks for replies (Flower runtimes).",
+    )
     max_payload_mb: float = Field(
         512.0, gt=0, description="Payloads larger than this are refused on either side."
     )

@@ -93,6 +93,7 @@ class FlowerRuntime:
         self.n_clients = n_clients
         self.min_clients = federation.min_clients or self.n_clients
         self.timeout = federation.round_timeout_s
+        self.poll_s = federation.reply_poll_s
         self.limit_bytes = int(federation.max_payload_mb * 1e6)
         #: client id -> Flower node id, for the clients still in the run.
         self.nodes: dict[int, int] = {}
@@ -122,6 +123,22 @@ class FlowerRuntime:
         self.run_progress = progress
         self.resume_round = round_idx
 
+    def _send_and_receive(self, messages: list[Message]) -> list[Message]:
+        """Push `messages`, then pull their replies every `federation.reply_poll_s` seconds
+        until all came or `round_timeout_s` passed (Flower's `send_and_receive` polls every
+        3 s, which on small models is most of a step's time)."""
+        pending = set(self.grid.push_messages(messages))
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        replies: list[Message] = []
+        while pending:
+            for reply in self.grid.pull_messages(pending):
+                replies.append(reply)
+                pending.discard(reply.metadata.reply_to_message_id)
+            if not pending or (deadline is not None and time.monotonic() >= deadline):
+                break
+            time.sleep(self.poll_s)
+        return replies
+
     # ----------------------------------------------------------------- hello
     def connect(self, wait_s: float) -> None:
         """Wait for the clients' nodes, send each the experiment config, learn their ids."""
@@ -137,7 +154,7 @@ class FlowerRuntime:
             )
         content = hello_content(self.hello, self.run_progress.run_key, self.resume_round)
         messages = [Message(content=content, dst_node_id=n, message_type=HELLO) for n in node_ids]
-        for reply in self.grid.send_and_receive(messages, timeout=self.timeout):
+        for reply in self._send_and_receive(messages):
             node = reply.metadata.src_node_id
             if reply.has_error():
                 self.console.print(f"[yellow]node {node} failed the hello: {reply.error.reason}")
@@ -220,7 +237,7 @@ class FlowerRuntime:
             client_of[self.nodes[cid]] = cid
         replies: dict[int, Payload] = {}
         answered: set[int] = set()
-        for reply in self.grid.send_and_receive(messages, timeout=self.timeout):
+        for reply in self._send_and_receive(messages):
             sender = client_of.get(reply.metadata.src_node_id)
             if sender is None:
                 continue

@@ -73,6 +73,9 @@ class LocalDeployment:
         # Flower's processes start their helpers (flower-superexec, flwr-clientapp) by name.
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         self.env = {**os.environ, "FLWR_HOME": str(workdir / "flwr-home"), "PATH": path}
+        # Flower's SuperExec checks for a new app process to start once a second by default;
+        # every message of a deployment waits for that check (docs/deployment.md).
+        self.env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1")
 
     # ---------------------------------------------------------------- start
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
