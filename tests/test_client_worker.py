@@ -118,6 +118,13 @@ def test_a_run_through_the_worker_matches_the_clientapp_and_survives_a_killed_wo
     assert through_worker.summary["final"] == direct.summary["final"]
     assert len(list(folder.glob("*.sock"))) == 2
 
+    first = next(folder.glob("*.pid"))  # stopped politely, a worker leaves nothing behind
+    os.kill(int(first.read_text()), signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while first.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not first.exists() and not first.with_suffix(".sock").exists()
+
     parent.kill()  # the SuperNode is gone: its workers end and take their sockets with them
     deadline = time.monotonic() + 20
     while list(folder.glob("*.sock")) and time.monotonic() < deadline:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -127,6 +128,8 @@ def serve(socket_path: Path, parent_pid: int, idle_s: float) -> None:
     """Answer requests on `socket_path` until the parent is gone or nothing came for `idle_s`."""
     import lada.apps.client_app  # noqa: F401  (deferred as above; paid once, before the first message)
 
+    # SIGTERM (a SuperNode's shutdown, `kill`) ends the loop through `finally`: no stale socket.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     socket_path.unlink(missing_ok=True)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(socket_path))
