@@ -133,6 +133,46 @@ def test_statistics_helpers() -> None:
     assert fit["r2"] == pytest.approx(1.0)
 
 
+def _shape(**changes) -> scale.RoundShape:
+    sizes = dict(
+        participants=2,
+        evaluated=2,
+        n_public=24,
+        n_train=16,
+        n_test=8,
+        local_epochs=1,
+        client_steps=15,
+        batch_size=8,
+        max_new_tokens=32,
+        negative_max_new_tokens=32,
+        selected_fraction=0.5,
+        first_round=False,
+        gold_tokens=80.0,
+        pair_tokens=60.0,
+    )
+    return scale.RoundShape(**{**sizes, **changes})
+
+
+def test_scale_cost_model() -> None:
+    """The cost model gives back the bytes its constants came from (communication.json: FedCoT +
+    LaDa, 2 clients, 24 public items, 11,459.5 B a round), is linear in the clients taking
+    part, and counts a client evaluated without taking part as request + plain report."""
+    two = scale.predict_round(_shape())
+    assert two["bytes"] == pytest.approx(11459.5, rel=0.01)
+    eight = scale.predict_round(_shape(participants=8, evaluated=8))
+    assert eight["bytes"] == pytest.approx(4 * two["bytes"])
+    assert eight["cpu_seconds"] == pytest.approx(4 * two["cpu_seconds"])
+    idle = scale.predict_round(_shape(participants=2, evaluated=8))
+    c = scale.CONSTANTS
+    assert idle["bytes"] - two["bytes"] == pytest.approx(6 * (c.message_bytes + c.report_bytes))
+    # The first round adds the LLM's paths on the pool (server) and the local centroid.
+    first = scale.predict_round(_shape(first_round=True))
+    assert first["cpu_server_seconds"] > 0 == two["cpu_server_seconds"]
+    assert scale.mean_batch(20, 8) == pytest.approx(20 / 3) and scale.mean_batch(0, 8) == 0
+    assert scale.relative_error(11.0, 10.0) == pytest.approx(0.1)
+    assert scale.relative_error(1.0, 0.0) is None
+
+
 def test_capacity_gap_records_a_learning_curve_per_level(tmp_path: Path, monkeypatch) -> None:
     """The capacity-gap benchmark evaluates every `--eval-every` steps and writes each level."""
     out = tmp_path / "gap.json"
