@@ -442,3 +442,63 @@ def test_crosslm_spends_the_budget_on_the_kept_items(model, lada: bool) -> None:
     for client in clients:
         assert client.log.budget[client.model.name].steps == 3
     assert server.log.budget["llm"].steps == 2  # shared over the two clients' pairs with LaDa
+
+
+def test_with_more_clients_than_server_steps_the_pairs_without_a_step_sit_out_in_turn(
+    monkeypatch,
+) -> None:
+    """Five client offers, two server steps a round: two pairs train one step each, the other
+    three skip selection, negatives and their filter update (no rewards of untrained items),
+    and the pairs that train rotate so that every client's pair trains within three rounds."""
+    from types import SimpleNamespace
+
+    import lada.hosts.base as base
+    from lada.hosts.config import FedCoLLMConfig, TrainConfig
+    from lada.hosts.parties import RoundLog
+    from lada.hosts.registry import make_host
+    from lada.models.training import TrainUsage
+
+    served: list[tuple[int, str, int]] = []
+
+    def fake_receive(party, paths, items_by_id, local, *, round_idx, train, steps, seed):
+        served.append((round_idx, paths, steps))
+        party.log.spend(party.model.name, TrainUsage(steps=steps, tokens=10 * steps))
+        return {}
+
+    monkeypatch.setattr(base, "receive_with_lada", fake_receive)
+    host = make_host(FedCoLLMConfig(), TrainConfig(), True, Budget(server_steps=2))
+    offers = [(f"client {k}", 1000 + k) for k in range(5)]
+    trained: set[str] = set()
+    for round_idx in (1, 2, 3):
+        server = SimpleNamespace(log=RoundLog(), model=SimpleNamespace(name="llm"))
+        host.server_lada(server, offers, {}, round_idx)  # type: ignore[arg-type]
+        this_round = [(p, s) for r, p, s in served if r == round_idx]
+        assert [s for _, s in this_round] == [1, 1]
+        assert server.log.counters["pairs_without_steps"] == 3
+        assert server.log.budget["llm"].steps == 2
+        trained |= {p for p, _ in this_round}
+    assert trained == {f"client {k}" for k in range(5)}
+
+
+def test_with_enough_server_steps_every_pair_trains_in_offer_order(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import lada.hosts.base as base
+    from lada.hosts.config import FedCoLLMConfig, TrainConfig
+    from lada.hosts.parties import RoundLog
+    from lada.hosts.registry import make_host
+    from lada.models.training import TrainUsage
+
+    served: list[tuple[str, int]] = []
+
+    def fake_receive(party, paths, items_by_id, local, *, round_idx, train, steps, seed):
+        served.append((paths, steps))
+        party.log.spend(party.model.name, TrainUsage(steps=steps, tokens=steps))
+        return {}
+
+    monkeypatch.setattr(base, "receive_with_lada", fake_receive)
+    host = make_host(FedCoLLMConfig(), TrainConfig(), True, Budget(server_steps=10))
+    server = SimpleNamespace(log=RoundLog(), model=SimpleNamespace(name="llm"))
+    host.server_lada(server, [(f"c{k}", k) for k in range(3)], {}, 4)  # type: ignore[arg-type]
+    assert served == [("c0", 4), ("c1", 3), ("c2", 3)]
+    assert server.log.counters.get("pairs_without_steps", 0) == 0

@@ -176,13 +176,25 @@ class Host(ABC, Generic[ConfigT]):
 
         `offers` holds (the client's paths, the step's seed). The pairs share the round's
         `budget.server_steps`: each takes an even share of what is still unspent, so a pair with
-        nothing to train on hands its share to the pairs after it.
+        nothing to train on hands its share to the pairs after it. With more pairs than steps,
+        the pairs left without a step skip the round (counted as `pairs_without_steps`), and the
+        first pair served rotates by the steps each round.
         The server passes no local data of its own: its candidates are the public pool itself,
         so round 1 takes a share of every cluster (`LadaPlugin.select`'s fallback) instead of
         the clusters nearest to a centroid of the very items it selects from.
         """
         left = self.budget.server_steps
+        if len(offers) > left:
+            # More clients than steps: a pair with no step to train would still pay for its
+            # selection and negatives and feed its filter rewards of items never trained on, so
+            # it sits the round out; which pairs train rotates with the round, so none starves.
+            start = (round_idx * left) % len(offers)
+            offers = offers[start:] + offers[:start]
         for k, (paths, seed) in enumerate(offers):
+            steps = share_steps(left, len(offers) - k, 0)
+            if steps == 0:
+                server.log.count("pairs_without_steps")
+                continue
             before = server.log.budget[server.model.name].steps
             receive_with_lada(
                 server,
@@ -191,7 +203,7 @@ class Host(ABC, Generic[ConfigT]):
                 (),
                 round_idx=round_idx,
                 train=self.train,
-                steps=share_steps(left, len(offers) - k, 0),
+                steps=steps,
                 seed=seed,
             )
             left -= server.log.budget[server.model.name].steps - before
