@@ -43,6 +43,9 @@ from lada.tasks.prompts import gold_path, render_path
         ("so the answer is b", "option", "B"),
         ("Answer: C) 12", "option", "C"),
         ("#### (d)", "option", "D"),
+        ("#### a.", "option", "A"),  # a bare lower-case letter and nothing but punctuation after
+        ("Answer: b) 12", "option", "B"),  # one bracket marks a lower-case letter as an option
+        ("The answer is C because it is larger", "option", "C"),  # upper case needs no bracket
         ("The answer is a bit unclear", "option", None),
         ("nothing to see", "option", None),
         ("Answer: yes", "yesno", "yes"),
@@ -50,6 +53,16 @@ from lada.tasks.prompts import gold_path, render_path
         ("#### No, because ...", "yesno", "no"),
         ("maybe", "yesno", None),
         ("#### Paris .\n", "text", "Paris"),
+        ("#### Xerxes", "text", "Xerxes"),  # only spaces, dots and quotes are trimmed
+        ("The answer is **Paris**.", "text", "Paris"),
+        ("The answer is \\boxed{Paris}.", "text", "Paris"),
+        ("The answer is $\\boxed{Paris}$", "text", "Paris"),
+        ("#### \\fbox{Paris}", "text", "Paris"),
+        ("The answer is $X+Y$", "text", "X+Y"),  # LaTeX delimiters come in pairs ...
+        ("#### $5", "text", "$5"),  # ... a lone dollar is a currency sign
+        ("#### 5$", "text", "5$"),
+        ("#### (A) not \\boxed{B}", "option", "A"),  # only a box around the whole answer counts
+        ("#### 12 apples\n3 left over", "numeric", "12"),  # the answer line's first number
         ("The answer is   New   York.", "text", "New York"),
         ("", "text", None),
     ],
@@ -90,9 +103,21 @@ def test_extract_option_maps_choice_text_and_rejects_out_of_range_letters() -> N
         ("1,23", None),
         ("", None),
         ("12 apples", None),
+        ("10X", None),
+        ("3/4.", 0.75),  # a trailing period, also after a fraction or a percent
+        ("50%.", 50.0),
+        ("50\\%", 50.0),  # LaTeX's escaped percent
+        ("- 5", -5.0),  # spaces inside are dropped
+        ("$ 5", 5.0),
+        (16, 16.0),  # numbers pass through; bools, None and non-finite values are no answer
+        (2.5, 2.5),
+        (True, None),
+        (None, None),
+        (float("inf"), None),
+        (10**400, None),
     ],
 )
-def test_normalize_numeric(text: str, expected: float | None) -> None:
+def test_normalize_numeric(text: str | float | None, expected: float | None) -> None:
     assert normalize_numeric(text) == expected
 
 
@@ -114,8 +139,13 @@ def test_normalize_numeric(text: str, expected: float | None) -> None:
         ("maybe", "yes", "yesno", False),
         ("  New   york. ", "new york", "text", True),
         ("Boston", "new york", "text", False),
+        ("Xavier", "avier", "text", False),  # only spaces, dots and quotes are trimmed
         (None, "1", "numeric", False),
         (None, "A", "option", False),
+        ("12 apples", "12", "numeric", True),  # the prediction's first number
+        ("many", "5", "numeric", False),  # no number against a number
+        ("five", "five", "numeric", True),  # a gold answer that is no number compares as text
+        ("six", "five", "numeric", False),
     ],
 )
 def test_check_answer(predicted: str | None, gold: str, kind: str, expected: bool) -> None:
@@ -126,6 +156,28 @@ def test_numeric_tolerance_is_configurable() -> None:
     loose = AnswerCheckConfig(numeric_abs_tol=0.2)
     assert not check_answer("1.1", "1", "numeric")
     assert check_answer("1.1", "1", "numeric", loose)
+    relative = AnswerCheckConfig(numeric_rel_tol=0.1, numeric_abs_tol=0.0)
+    assert not check_answer("105", "100", "numeric")
+    assert check_answer("105", "100", "numeric", relative)
+    assert not check_answer("0.5", "0", "numeric", relative)  # relative to 0 is nothing
+
+
+def test_only_text_is_a_prediction() -> None:
+    assert not check_answer(16, "16", "numeric")  # type: ignore[arg-type]
+    assert extract_answer(None, "numeric") is None  # type: ignore[arg-type]
+    assert final_answer(None, "numeric") is None  # type: ignore[arg-type]
+
+
+def test_is_correct_checks_by_the_items_kind_and_the_given_tolerance() -> None:
+    exact = ReasoningItem("n1", "math", "1 + 0.1?", "1.10", "numeric")
+    assert is_correct("#### 1.1", exact)  # equal as numbers, not as text
+    assert is_correct_final("#### 1.1", exact)
+    near = ReasoningItem("n2", "math", "1 + 0?", "1", "numeric")
+    loose = AnswerCheckConfig(numeric_abs_tol=0.2)
+    assert not is_correct("#### 1.1", near)
+    assert is_correct("#### 1.1", near, loose)
+    assert not is_correct_final("#### 1.1", near)
+    assert is_correct_final("#### 1.1", near, loose)
 
 
 def _items() -> list[ReasoningItem]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,9 @@ from lada.method.contrastive import (
     PairLogprobs,
     contrastive_loss,
     distillation_loss,
+    mean_nll,
     path_statistics,
+    select_logprobs,
 )
 from lada.models.presets import load_model
 from lada.models.wrapper import ReasoningModel
@@ -152,5 +155,62 @@ def test_path_statistics_match_the_model(receiver: ReasoningModel) -> None:
 
 def test_empty_batch_is_rejected(receiver: ReasoningModel) -> None:
     empty = PairLogprobs(torch.zeros(0), torch.zeros(0))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="^batch: empty; nothing to compute a loss on$"):
         distillation_loss(receiver, DistillBatch((), (), (), empty), empty, LadaConfig())
+
+
+def test_pair_logprobs_must_be_equal_1d_shapes() -> None:
+    with pytest.raises(ValueError, match=r"^logprobs: positive \(2,\) and negative \(3,\)"):
+        PairLogprobs(torch.zeros(2), torch.zeros(3))
+    with pytest.raises(ValueError, match="must be equal 1-D shapes"):
+        PairLogprobs(torch.zeros(2, 1), torch.zeros(2, 1))
+
+
+def test_reference_logprobs_must_match_the_batch(receiver: ReasoningModel) -> None:
+    wrong = PairLogprobs(torch.zeros(3), torch.zeros(3))
+    batch = _batch(PairLogprobs(torch.zeros(2), torch.zeros(2)))
+    with pytest.raises(ValueError, match=r"^ref_logprobs: \(3,\) for a batch of 2 pairs$"):
+        distillation_loss(receiver, batch, wrong, LadaConfig())
+
+
+def test_sft_only_has_no_contrastive_parts(receiver: ReasoningModel) -> None:
+    ref = _reference(receiver)
+    parts = distillation_loss(receiver, _batch(ref), ref, LadaConfig(cd_weight=0.0))
+    scores = receiver.score_paths(list(PROMPTS), list(POSITIVES))
+    sft = float(-scores.total.sum() / scores.n_tokens.sum())
+    assert parts.as_floats() == pytest.approx({"total": sft, "sft": sft, "cd": 0.0, "margin": 0.0})
+    assert parts.total.requires_grad and not parts.sft.requires_grad
+
+
+def test_margin_and_parts_after_a_step_by_hand(receiver: ReasoningModel) -> None:
+    ref = _reference(receiver)
+    config = LadaConfig(cd_weight=1.0, beta=0.5)
+    receiver.train_step(distillation_loss(receiver, _batch(ref), ref, config).total)
+    parts = distillation_loss(receiver, _batch(ref), ref, config)
+    now = _reference(receiver)
+    delta = (now.positive - ref.positive) - (now.negative - ref.negative)
+    sft = -now.positive.sum() / receiver.score_paths(list(PROMPTS), list(POSITIVES)).n_tokens.sum()
+    cd = -torch.nn.functional.logsigmoid(0.5 * delta).mean()
+    expected = {
+        "total": float(sft + cd),
+        "sft": float(sft),
+        "cd": float(cd),
+        "margin": float(delta.mean()),
+    }
+    assert parts.as_floats() == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def test_path_statistics_leave_the_training_mode_as_it_was(receiver: ReasoningModel) -> None:
+    for training in (True, False):
+        receiver.model.train(training)
+        path_statistics(receiver, PROMPTS, POSITIVES, batch_size=2)
+        assert receiver.model.training is training
+    totals, counts = path_statistics(receiver, (), (), batch_size=2)
+    assert totals.shape == counts.shape == (0,)
+
+
+def test_per_item_logprobs_and_losses_by_hand() -> None:
+    totals, counts = np.array([-6.0, -3.0]), np.array([3.0, 0.0])  # a path with no token
+    assert select_logprobs(totals, counts, normalize=False).tolist() == [-6.0, -3.0]
+    assert select_logprobs(totals, counts, normalize=True).tolist() == [-2.0, -3.0]
+    assert mean_nll(totals, counts).tolist() == [2.0, 3.0]

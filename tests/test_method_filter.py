@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +91,9 @@ def test_round1_fraction_per_cluster_and_random_bootstrap() -> None:
     chosen = filt.round1_select(filt.featurize(points), np.zeros(DIM), budget=None)
     assert np.bincount(labels[chosen], minlength=3).tolist() == [3, 3, 3]
     plain = LearnabilityFilter(_config(cluster_bootstrap=False))
-    chosen = plain.select(plain.featurize(points), budget=7, local_centroid=np.zeros(DIM))
-    assert len(chosen) == len(set(chosen.tolist())) == 7
+    choice = plain.choose(plain.featurize(points), budget=7, local_centroid=np.zeros(DIM))
+    assert choice.strategy == "round1_random"
+    assert len(choice.indices) == len(set(choice.indices.tolist())) == 7
 
 
 def test_no_local_centroid_falls_back_to_fraction_per_cluster() -> None:
@@ -99,6 +102,8 @@ def test_no_local_centroid_falls_back_to_fraction_per_cluster() -> None:
     choice = filt.choose(filt.featurize(points), local_centroid=None)
     assert choice.strategy == "round1_fraction_per_cluster"
     assert np.bincount(labels[choice.indices], minlength=3).tolist() == [5, 5, 5]
+    capped = filt.choose(filt.featurize(points), local_centroid=None, budget=6)
+    assert np.bincount(labels[capped.indices], minlength=3).tolist() == [2, 2, 2]
 
 
 # ------------------------------------------------------------------ scoring and modes
@@ -145,6 +150,79 @@ def test_selection_modes() -> None:
     assert exploit.select(features).tolist() == np.argsort(-f1_only, kind="stable")[:-1].tolist()
 
 
+def test_modes_name_their_strategy_and_refuse_what_they_cannot_do() -> None:
+    trained, features = _trained_filter(_config())
+    assert trained.choose(features).strategy == "scored"
+    exploit, _ = _trained_filter(_config(selection_mode="exploit_only"))
+    assert exploit.choose(features).strategy == "exploit_only"
+    random_filter, _ = _trained_filter(_config(selection_mode="random"))
+    assert random_filter.choose(features, count=4).strategy == "random"
+    lada, _ = _trained_filter(_config())
+    with pytest.raises(ValueError, match="^count: only 'random' takes a given count here"):
+        lada.choose(features, count=4)
+    for mode in ("oracle", "rho_loss"):
+        plugin_only = LearnabilityFilter(_config(selection_mode=mode, budget=5))
+        with pytest.raises(ValueError, match=f"^selection_mode '{mode}': chosen by LadaPlugin"):
+            plugin_only.choose(plugin_only.featurize(features[:, :DIM]))
+
+
+def test_a_diverged_network_is_reported_not_scored() -> None:
+    filt, features = _trained_filter(_config())
+    assert filt.f2 is not None
+    with torch.no_grad():
+        filt.f2.head.bias.fill_(float("nan"))  # f1 still finite: f2 alone diverged
+    with pytest.raises(FloatingPointError, match="non-finite outputs for 60 of 60 candidates"):
+        filt.score(features)
+
+
+def test_an_update_without_items_changes_nothing_and_one_item_trains() -> None:
+    filt, features = _trained_filter(_config())
+    observed, rounds = filt.n_observed, filt.rounds_trained
+    fit = filt.update(features[:0], np.zeros(0))
+    assert np.isnan(fit.f1_loss) and np.isnan(fit.f2_loss) and fit.n_memory == observed
+    assert (filt.n_observed, filt.rounds_trained) == (observed, rounds)
+    fit = filt.update(features[:1], np.array([0.5]))
+    assert np.isfinite(fit.f1_loss) and np.isfinite(fit.f2_loss)
+    assert fit.n_memory == observed + 1
+    assert filt.rounds_trained == rounds + 1
+
+
+def test_f2_learns_what_f1_missed_on_each_observed_item() -> None:
+    filt = LearnabilityFilter(_config(lr=0.05, weight_decay=0.01), name="llm->slm_0")
+    assert (filt.name, LearnabilityFilter(_config()).name) == ("llm->slm_0", "")
+    features = filt.featurize(_blobs(np.random.default_rng(0), 10)[0])
+    for optimizer in (filt.f1_optimizer, filt.f2_optimizer):
+        assert optimizer is not None
+        assert optimizer.param_groups[0]["lr"] == 0.05
+        assert optimizer.param_groups[0]["weight_decay"] == 0.01
+    rewards = np.linspace(0.0, 1.0, 6)
+    missed = rewards - filt.network_outputs(features[:6])[0]  # with the f1 that selected them
+    filt.update(features[:6], rewards)
+    assert filt.explore_targets == pytest.approx(missed, abs=1e-6)
+    assert len(filt.explore_inputs) == len(filt.memory_rewards) == 6
+
+
+def test_non_finite_rewards_are_refused_with_their_count() -> None:
+    filt, features = _trained_filter(_config())
+    filt.name = "f"
+    with pytest.raises(ValueError, match="^rewards: 2 of 3 are not finite for 'f'"):
+        filt.update(features[:3], np.array([0.5, np.nan, np.inf]))
+    assert filt.n_observed == 30  # nothing remembered
+
+
+def test_random_mode_takes_as_many_as_lada_would() -> None:
+    """Without a count or a budget, 'random' takes what 'lada' would have taken: the round-1
+    share before any reward, then as many as score above the threshold with f1 + w*f2."""
+    fresh = LearnabilityFilter(_config(selection_mode="random", round1_fraction=0.25))
+    points, _ = _blobs(np.random.default_rng(0), 10)
+    assert len(fresh.select(fresh.featurize(points))) == 8  # ceil(0.25 * 30)
+    filt, features = _trained_filter(_config(selection_mode="random", exploration_weight=10.0))
+    with_f2 = len(threshold_select(filt.score(features, explore=True), 0.5, None))
+    f1_only = len(threshold_select(filt.score(features, explore=False), 0.5, None))
+    assert with_f2 != f1_only  # the scenario tells the two counts apart
+    assert len(filt.select(features)) == with_f2
+
+
 def test_pooled_gradient_matches_autograd() -> None:
     torch.manual_seed(0)
     net = RewardMLP(6, 10, 2)
@@ -175,6 +253,10 @@ def test_bad_shapes_are_rejected() -> None:
         filt.score(features[:, :5])
     with pytest.raises(ValueError, match="rewards"):
         filt.update(features[:3], np.zeros(2))
+    with pytest.raises(ValueError, match=r"^features: expected \[N, dim\], got shape \(16,\)"):
+        filt.score(features[0])
+    with pytest.raises(RuntimeError, match="no features seen yet"):
+        LearnabilityFilter(_config()).score(features)
 
 
 # ------------------------------------------------------------------ state
@@ -211,10 +293,59 @@ def test_state_dict_is_a_snapshot_and_checks_the_config() -> None:
         LearnabilityFilter(_config(threshold=0.2)).load_state_dict(state)
 
 
+def test_state_dict_is_a_snapshot_of_the_optimizers_too() -> None:
+    filt, features = _trained_filter(_config())
+    state = filt.state_dict()
+    early = LearnabilityFilter(_config())
+    early.load_state_dict(state)
+    filt.update(features[:5], np.ones(5))  # must leave the Adam moments in `state` as they were
+    late = LearnabilityFilter(_config())
+    late.load_state_dict(state)
+    rewards = np.linspace(0, 1, 10)
+    early.update(features[:10], rewards)
+    late.update(features[:10], rewards)
+    assert np.array_equal(early.score(features), late.score(features))
+
+
+def test_one_state_restores_several_filters_that_share_nothing() -> None:
+    filt, features = _trained_filter(_config())
+    state = filt.state_dict()
+    rewards = np.linspace(0, 1, 10)
+    first, second = LearnabilityFilter(_config()), LearnabilityFilter(_config())
+    first.load_state_dict(state)
+    first.update(features[:10], rewards)  # must not move the optimizer state held in `state`
+    second.load_state_dict(state)
+    second.update(features[:10], rewards)
+    assert np.array_equal(first.score(features), second.score(features))
+
+
+def test_save_makes_its_folder_and_load_keeps_name_and_device(tmp_path: Path) -> None:
+    filt, features = _trained_filter(_config())
+    filt.name = "llm->slm_0"
+    path = tmp_path / "nested" / "deeper" / "filter.pt"
+    filt.save(path)
+    restored = LearnabilityFilter.load(path, device="cpu:0")
+    assert restored.name == "llm->slm_0"
+    assert restored.device == torch.device("cpu:0") != torch.device("cpu")
+    assert np.array_equal(restored.score(features), filt.score(features))
+
+
+def test_unknown_formats_and_unsafe_files_are_refused(tmp_path: Path) -> None:
+    state = LearnabilityFilter(_config()).state_dict()
+    with pytest.raises(ValueError, match="^filter state: unknown format 99$"):
+        LearnabilityFilter(_config()).load_state_dict({**state, "format": 99})
+    path = tmp_path / "unsafe.pt"
+    torch.save({**state, "extra": Fraction(1, 3)}, path)  # an object, not plain data
+    with pytest.raises(pickle.UnpicklingError):
+        LearnabilityFilter.load(path)
+
+
 def test_fresh_filter_state_round_trips(tmp_path: Path) -> None:
     LearnabilityFilter(_config()).save(tmp_path / "empty.pt")
     restored = LearnabilityFilter.load(tmp_path / "empty.pt")
     assert restored.f1 is None and not restored.is_trained
+    restored.save(tmp_path / "again.pt")  # a restored filter saves again
+    assert LearnabilityFilter.load(tmp_path / "again.pt").f1_optimizer is None
 
 
 # ------------------------------------------------------------------ behaviour as a bandit

@@ -74,6 +74,19 @@ def test_gate_off_reproduces_the_paper_roles() -> None:
     assert kept == [0, 1, 2, 3]
     assert report.ungated == 4 and report.n_pairs == 4
     assert [(p.positive, p.negative) for p in pairs] == list(zip(SENDER, RECEIVER))
+    assert [p.item for p in pairs] == ITEMS
+    assert [p.prompt for p in pairs] == [render_prompt(item) for item in ITEMS]
+    assert all(p.positive_source == "sender" for p in pairs)
+
+
+def test_every_case_is_counted_once_per_item() -> None:
+    twice = (ITEMS * 2, SENDER * 2, RECEIVER * 2)
+    _, kept, report = build_pairs(*twice, LadaConfig())
+    assert kept == list(range(8))
+    assert (report.sender_correct, report.receiver_swapped, report.gold_fallback) == (4, 2, 2)
+    _, kept, report = build_pairs(*twice, LadaConfig(no_positive="skip"))
+    assert kept == [0, 1, 3, 4, 5, 7]
+    assert (report.skipped, report.n_pairs) == (2, 6)
 
 
 def test_custom_check_is_used() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from lada.method.rewards import (
     batch_term,
     batch_value,
     contrastive_margin,
+    finite_rows,
     item_term,
     learnability_gap,
     loss_drop,
@@ -70,8 +73,16 @@ def test_minmax_and_bad_input() -> None:
     assert minmax([-1.0, 1.0, 0.0]) == pytest.approx([0.0, 1.0, 0.5])
     with pytest.raises(ValueError, match="non-finite"):
         minmax([0.0, float("nan")])
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="^losses: empty; B needs at least one item$"):
         batch_value([])
+    with pytest.raises(ValueError, match=r"^values: expected a 1-D array, got shape \(1, 1\)$"):
+        minmax([[1.0]])
+
+
+def test_batch_value_overflows_to_inf_quietly() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would be an error here
+        assert batch_value([0.0, 1000.0]) == math.inf  # callers check for inf themselves
 
 
 def test_item_reward_registry_matches_the_config_and_reads_what_it_names() -> None:
@@ -108,3 +119,68 @@ def test_item_reward_registry_matches_the_config_and_reads_what_it_names() -> No
         item_reward_kind("margin").columns(unmeasured)
     with pytest.raises(ValueError, match="unknown kind 'typo'; known: gap, margin, loss_drop"):
         item_reward_kind("typo")
+
+
+def test_relative_decrease_refuses_a_zero_current_value() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        relative_decrease(1.0, 0.0)
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda: batch_value([NAN]), "losses"),
+        (lambda: minmax([NAN]), "values"),
+        (lambda: learnability_gap([NAN], [0.0]), "sender_logprobs"),
+        (lambda: learnability_gap([0.0], [NAN]), "receiver_logprobs"),
+        (lambda: contrastive_margin([NAN], [0.0], [0.0], [0.0]), "policy_pos"),
+        (lambda: contrastive_margin([0.0], [NAN], [0.0], [0.0]), "policy_neg"),
+        (lambda: contrastive_margin([0.0], [0.0], [NAN], [0.0]), "ref_pos"),
+        (lambda: contrastive_margin([0.0], [0.0], [0.0], [NAN]), "ref_neg"),
+        (lambda: loss_drop([NAN], [0.0]), "losses_before"),
+        (lambda: loss_drop([0.0], [NAN]), "losses_after"),
+        (lambda: mix([NAN], 0.0, alpha=0.5), "r_item"),
+    ],
+)
+def test_a_non_finite_input_is_named_in_the_error(
+    call: Callable[[], object], argument: str
+) -> None:
+    """The error says which of several inputs holds the NaN (a caller passes four at once)."""
+    with pytest.raises(ValueError, match=rf"^{argument}: contains non-finite values$"):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: learnability_gap([0.0, 1.0], [0.0]),
+        lambda: contrastive_margin([0.0, 1.0], [0.0, 1.0], [0.0], [0.0, 1.0]),
+        lambda: loss_drop([0.0], [0.0, 1.0]),
+    ],
+)
+def test_per_item_columns_of_different_lengths_are_refused(call: Callable[[], object]) -> None:
+    with pytest.raises(ValueError, match="shapes differ"):
+        call()
+
+
+def test_minmax_of_one_value_or_none() -> None:
+    assert minmax([3.0]) == pytest.approx([0.5])  # one item: nothing to spread
+    assert minmax([]).shape == (0,)
+
+
+def test_finite_rows_needs_every_column_finite() -> None:
+    mask = finite_rows([NAN, 1.0, 2.0], [1.0, 1.0, float("inf")])
+    assert mask.tolist() == [False, True, False]
+    assert finite_rows().shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [([1.0, NAN], [1.0]), ([[1.0]],)],  # lengths differ (no broadcasting), or not 1-D
+)
+def test_finite_rows_refuses_columns_of_other_shapes(columns: tuple[list, ...]) -> None:
+    with pytest.raises(ValueError, match="^columns: expected 1-D arrays of one length"):
+        finite_rows(*columns)
