@@ -256,8 +256,9 @@ def _config(tmp_path: Path, writer: Path, lada: bool) -> ExperimentConfig:
                 "warmup_local_epochs": 0,
                 "generation_batch_size": 32,
             },
-            # At most 8 of the 16 generations are kept: one pass at batch 8.
-            "budget": {"client_steps": 1, "server_steps": 1},
+            # At most 8 of the 16 generations are kept: one pass at batch 8; two server steps
+            # give each client pair one (a pair without a step sits the round out).
+            "budget": {"client_steps": 1, "server_steps": 2},
             "host": {
                 "name": "crosslm",
                 "generate_per_round": 16,

@@ -228,7 +228,7 @@ def _experiment(output_dir: Path, lada: bool) -> ExperimentConfig:
                 "warmup_local_epochs": 0,
                 "generation_batch_size": 16,
             },
-            "budget": {"client_steps": 1, "server_steps": 1},  # 8 public items at batch 8
+            "budget": {"client_steps": 1, "server_steps": 2},  # one step for each client pair
             "host": {"name": "fedmkt"},
             "lada_enabled": lada,
             "lada": {
