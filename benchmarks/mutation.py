@@ -264,12 +264,36 @@ ACCEPTED: dict[str, str] = {
         "lada.method.contrastive",
         *(f"x_distillation_loss__mutmut_{n}" for n in (56, 57, 58, 59, 61, 62, 63, 64)),
     ),
+    # ---------------------------------------------------------------- lada.method.features
+    **_each(
+        "equivalent: a term that is the same for every centre of a point ((points * 2).sum, "
+        "points**3) does not move the argmin",
+        "lada.method.features",
+        "x__nearest__mutmut_5",
+        "x__nearest__mutmut_6",
+    ),
+    **_each(
+        "equivalent for the float arrays callers pass (cluster_centers_ is float64 already; "
+        "a float64 cast changes only the dtype of integer input, not a value)",
+        "lada.method.features",
+        "x__check_matrix__mutmut_3",
+        "x__check_matrix__mutmut_5",
+        "x__optional_array__mutmut_5",
+        "x__optional_array__mutmut_7",
+        "xǁFeatureSpaceǁfit__mutmut_35",
+    ),
+    **_each(
+        "equivalent: mean and scale are always set (or cleared) together",
+        "lada.method.features",
+        "xǁFeatureSpaceǁstandardize__mutmut_1",
+    ),
     # ---------------------------------------------------------------- lada.method.pairs
     **_each(
         "equivalent: zip's strict guards lengths that build_pairs checked just before",
         "lada.method.pairs",
         "x_build_pairs__mutmut_12",
         "x_build_pairs__mutmut_16",
+        "x_build_pairs__mutmut_17",
     ),
     # ---------------------------------------------------------------- lada.method.selection
     **_each(
@@ -311,10 +335,16 @@ ACCEPTED: dict[str, str] = {
         "x_nearest_clusters_select__mutmut_22",
     ),
     **_each(
+        "equivalent: slicing with budget None (passing[:None]) keeps everything",
+        "lada.method.selection",
+        "x_threshold_select__mutmut_16",
+    ),
+    **_each(
         "equivalent: numpy reads a sort kind by its first letter, so 'STABLE' is 'stable'",
         "lada.method.selection",
         "x_proportional_quota__mutmut_27",
         "x_top_count__mutmut_22",
+        "x_threshold_select__mutmut_13",
         "x_nearest_clusters_select__mutmut_21",
         "x_nearest_clusters_select__mutmut_33",
     ),

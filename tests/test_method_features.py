@@ -139,3 +139,35 @@ def test_candidate_text_and_embeddings() -> None:
     out = embed_texts(Receiver(), ("a", "b"), batch_size=7)
     assert seen == [(["a", "b"], 7)]
     assert out.shape == (2, 3) and out.dtype == np.float64
+
+
+def test_nearest_centre_accounts_for_the_centres_own_size() -> None:
+    space = _space()
+    centres = [[0.0, 0.0], [10.0, 0.0]]
+    space.load_state_dict(
+        {
+            "n_clusters": 2,
+            "n_init": 1,
+            "seed": 0,
+            "mean": [0.0, 0.0],
+            "scale": [1.0, 1.0],
+            "centers": centres,
+        }
+    )
+    points = np.array([[4.0, 0.0], [6.0, 0.0], [-1.0, 3.0], [11.0, -3.0]])
+    assert space.assign(points).tolist() == [0, 1, 0, 1]
+
+
+def test_spread_is_judged_against_the_dimensions_magnitude() -> None:
+    # +-0.1 around a million is float noise (floor 1e-6 * 1e6 = 1); +-0.3 around 0 is signal
+    rows = np.array([[1e6 - 0.1, -0.3], [1e6 + 0.1, 0.3]])
+    np.testing.assert_allclose(spread_scale(rows), [1.0, 0.3])
+    # a spread of exactly STD_FLOOR is still constant ("at most")
+    assert spread_scale(np.array([[-1e-6], [1e-6]])).tolist() == [1.0]
+
+
+def test_clusters_are_seeded() -> None:
+    rows = np.random.default_rng(0).uniform(size=(60, 3))  # no clear clusters: init matters
+    first = FeatureSpace(n_clusters=4, n_init=1, seed=3).fit(rows).fitted_centers()
+    again = FeatureSpace(n_clusters=4, n_init=1, seed=3).fit(rows).fitted_centers()
+    np.testing.assert_array_equal(first, again)
