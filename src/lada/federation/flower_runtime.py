@@ -29,6 +29,7 @@ from lada.federation.config import FederationConfig
 from lada.federation.progress import RunProgress, round_mismatch
 from lada.federation.protocol import HELLO, hello_content, message_type, read_identity
 from lada.federation.records import from_records, record_nbytes, to_records
+from lada.federation.sampling import taking_part
 from lada.federation.traffic import PayloadAudit, Traffic
 from lada.hosts.base import Host, ServerParty
 from lada.hosts.payloads import Payload, PayloadError
@@ -219,7 +220,7 @@ class FlowerRuntime:
     ) -> None:
         """`participants`: the clients taking part (None: all still in the run). A partial
         round goes on when at least `min_clients` of those asked answered (all, if fewer)."""
-        ids = sorted(self.nodes if participants is None else set(participants) & set(self.nodes))
+        ids = taking_part(self.nodes, participants)
         outgoing = self.host.server_send(exchange, self.server, round_idx, ids)
         kind = message_type(self.host.name, exchange, self.host.lada_enabled)
         messages, client_of = [], {}

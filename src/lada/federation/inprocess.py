@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lada.federation.records import from_records, record_nbytes, to_records
+from lada.federation.sampling import taking_part
 from lada.federation.traffic import PayloadAudit, Traffic
 from lada.hosts.base import ClientParty, Host, ServerParty
 from lada.hosts.payloads import Payload, check_size
@@ -66,9 +67,7 @@ class InProcessRuntime:
         traffic: Traffic,
         participants: Sequence[int] | None = None,
     ) -> None:
-        ids = sorted(
-            self.clients if participants is None else set(participants) & set(self.clients)
-        )
+        ids = taking_part(self.clients, participants)
         outgoing = self.host.server_send(exchange, self.server, round_idx, ids)
         replies: dict[int, Payload] = {}
         for cid in ids:

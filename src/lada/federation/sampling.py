@@ -8,7 +8,7 @@ training uses. Setup (round 0) reaches every client: each builds its state there
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 
@@ -27,3 +27,9 @@ def participants(
     rng = np.random.default_rng([seed, round_idx])
     chosen = rng.choice(len(ids), size=per_round, replace=False)
     return sorted(ids[int(k)] for k in chosen)
+
+
+def taking_part(available: Iterable[int], asked: Collection[int] | None) -> list[int]:
+    """The clients of `available` (those a runtime still reaches) that were `asked` to take
+    part, sorted; all of them when `asked` is None."""
+    return sorted(c for c in available if asked is None or c in asked)
