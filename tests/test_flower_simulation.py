@@ -19,6 +19,7 @@ from rich.console import Console
 from lada.apps.run import run_experiment
 from lada.experiments.config import validate
 from lada.experiments.runner import Runner
+from lada.models.presets import cache_dir
 from tests.test_end_to_end import tiny_config
 from tests.test_resume import _comparable, _metrics, _selections
 
@@ -55,6 +56,11 @@ def test_flower_simulation_matches_the_inprocess_runtime_round_by_round(tmp_path
     assert flower.summary["total_bytes"] == inprocess.summary["total_bytes"]
     # The privacy audit saw the same strings cross on both runtimes.
     assert flower.audit.records and sorted(flower.audit.records) == sorted(inprocess.audit.records)
+    # The simulated clients kept their state in the run folder, not in the model cache.
+    states = sorted((flower.run_dir / "client-state").glob("run-*/client-*/party.pt"))
+    assert [p.parent.name for p in states] == ["client-0", "client-1"]
+    key = states[0].parent.parent.name
+    assert not (cache_dir() / "flower-clients" / key).exists()
 
 
 def _kill_tree(pid: int) -> None:

@@ -11,9 +11,12 @@ node config) on the Ray backend, reserving `federation.cpus_per_client` cores (w
 simulation config takes no fractions) and `federation.gpus_per_client` GPUs. Nothing is
 downloaded: the app's dependencies are those of this environment.
 
-`resume=True` continues a run folder from its last complete round, the clients re-attaching to
-their saved state (`lada.federation.client_state`); `audit=True` has the ServerApp write what
-crossed to the run folder, read back here.
+The simulated clients keep their state (`lada.federation.client_state`: each one's SLM, filter,
+reward memory and optimizer, with snapshots of the last `checkpoint.keep` rounds) in the run
+folder's `client-state/`, so it goes where the run goes and the model cache does not grow with
+every run. `resume=True` continues a run folder from its last complete round, the clients
+re-attaching to that state; `audit=True` has the ServerApp write what crossed to the run folder,
+read back here.
 """
 
 from __future__ import annotations
@@ -32,9 +35,12 @@ from rich.markup import escape
 from lada.experiments.checkpoint import CheckpointError, list_checkpoints
 from lada.experiments.config import ExperimentConfig
 from lada.experiments.runner import RunResult, check_same_config, new_run_dir
+from lada.federation.client_state import STATE_DIR_ENV
 from lada.federation.local_deployment import LocalDeployment
 from lada.federation.traffic import read_audit
 
+#: Folder of the run folder where the simulated clients keep their states.
+CLIENT_STATE_DIR = "client-state"
 #: The project folder, whose `pyproject.toml` declares the Flower app (a source checkout).
 APP_DIR = Path(__file__).resolve().parents[3]
 
@@ -112,7 +118,10 @@ def run_flower_simulation(
         settings = Path(work) / "run-config.toml"
         settings.write_text(tomli_w.dumps(run_config))
         n = config.data.split.n_clients
-        with LocalDeployment(Path(work) / "flower", n, simulation=True) as simulation:
+        # The simulated clients keep their state in the run folder (not the model cache), so a
+        # run's client states go with it, are found by a resume, and go when it is deleted.
+        states = {STATE_DIR_ENV: str(run_dir / CLIENT_STATE_DIR)}
+        with LocalDeployment(Path(work) / "flower", n, simulation=True, env=states) as simulation:
             status, details = simulation.simulate(
                 app_dir(), settings, federation_config(config), echo
             )

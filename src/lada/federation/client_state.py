@@ -65,8 +65,16 @@ def _remember(key: str, step: int, saved: SavedClient) -> None:
         del _CACHE[next(iter(_CACHE))]
 
 
+#: Environment variable that moves every client state of this machine (a `state-dir` in the node
+#: config still wins). `lada run --runtime flower-sim` sets it to the run folder's `client-state/`.
+STATE_DIR_ENV = "LADA_CLIENT_STATE_DIR"
+
+
 def default_state_base() -> Path:
-    return cache_dir() / "flower-clients"
+    """Where a client keeps its state when its node config names no `state-dir`: the
+    `LADA_CLIENT_STATE_DIR` of its process, else the model cache's `flower-clients/`."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    return Path(configured) if configured else cache_dir() / "flower-clients"
 
 
 def _atomic_save(obj: object, path: Path) -> None:

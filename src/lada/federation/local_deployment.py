@@ -54,7 +54,9 @@ class LocalDeployment:
         authenticate: bool = False,
         node_configs: list[str] | None = None,
         simulation: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """`env`: variables added to the environment of every process started here."""
         if authenticate and not tls:
             raise ValueError("SuperNode authentication needs TLS")
         self.workdir = workdir
@@ -72,7 +74,12 @@ class LocalDeployment:
         self._logs: list[IO[bytes]] = []
         # Flower's processes start their helpers (flower-superexec, flwr-clientapp) by name.
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        self.env = {**os.environ, "FLWR_HOME": str(workdir / "flwr-home"), "PATH": path}
+        self.env = {
+            **os.environ,
+            **(env or {}),
+            "FLWR_HOME": str(workdir / "flwr-home"),
+            "PATH": path,
+        }
         # Flower's SuperExec checks for a new app process to start once a second by default;
         # every message of a deployment waits for that check (docs/deployment.md).
         self.env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1")
