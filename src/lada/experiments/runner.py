@@ -226,6 +226,8 @@ class Runner:
         self.federation: Federation | None = None
         self.next_round = 0
         self.trackers = Trackers.none()  # `run` opens the configured ones
+        #: The round's `selections.jsonl` records, handed to the trackers with its metrics.
+        self._round_selections: list[dict[str, Any]] = []
         if resume:
             if run_dir is None:
                 raise ValueError("resume: give the run folder to resume")
@@ -310,6 +312,7 @@ class Runner:
         self.runtime.run_exchange(EVALUATE, round_idx, traffic, scored)
         reports: dict[int, EvalReport] = server.eval_reports
         server.eval_reports = {}
+        self._round_selections = []
         record: dict[str, Any] = {"round": round_idx, "participants": taking_part, "clients": {}}
         for cid, report in sorted(reports.items()):
             record["clients"][str(cid)] = {
@@ -318,8 +321,7 @@ class Runner:
                 "per_domain": report.per_domain,
                 "log": report.log,
             }
-            for rec in self._selection_records(round_idx, f"client_{cid}", report.selections):
-                _append_jsonl(self.run_dir / "selections.jsonl", rec)
+            self._write_selections(round_idx, f"client_{cid}", report.selections)
         accs = [r.accuracy for r in reports.values()]
         record["mean_slm_accuracy"] = sum(accs) / len(accs) if accs else 0.0
         if self._scores_llm(round_idx):
@@ -339,17 +341,20 @@ class Runner:
             record["server_log"],
             {cid: report.log for cid, report in reports.items()},
         )
-        for rec in self._selection_records(round_idx, "server", server.log.selections):
-            _append_jsonl(self.run_dir / "selections.jsonl", rec)
+        self._write_selections(round_idx, "server", server.log.selections)
         server.new_round()
         record["traffic"] = traffic.to_dict()
         record["wall_seconds"] = time.perf_counter() - started
         return record
 
-    def _selection_records(
+    def _write_selections(
         self, round_idx: int, party: str, selections: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        return _selection_records(round_idx, party, selections, self.server.public_pool)
+    ) -> None:
+        """Append a party's selections of this round to `selections.jsonl` and keep them for
+        the trackers."""
+        for rec in _selection_records(round_idx, party, selections, self.server.public_pool):
+            _append_jsonl(self.run_dir / "selections.jsonl", rec)
+            self._round_selections.append(rec)
 
     def _scores_llm(self, round_idx: int) -> bool:
         when = self.config.evaluation.llm_rounds
@@ -395,7 +400,7 @@ class Runner:
     def _record(self, record: dict[str, Any]) -> None:
         self.history.append(record)
         _append_jsonl(self.run_dir / "metrics.jsonl", record)
-        self.trackers.log_round(record)
+        self.trackers.log_round(record, self._round_selections)
         llm = record.get("llm", {}).get("accuracy")
         self.console.print(
             f"round {record['round']}: mean SLM accuracy {record['mean_slm_accuracy']:.1%}"

@@ -240,13 +240,18 @@ class Trackers:
         """No tracker: logging does nothing and writes nothing."""
         return cls([], Path())
 
-    def log_round(self, record: dict[str, Any]) -> None:
-        """Log one round's record; a round logged before (a resumed run re-running it) is
-        skipped, so every step holds one value."""
+    def log_round(
+        self, record: dict[str, Any], selections: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Log one round's record with its `selections.jsonl` records (None: read back from the
+        run folder, for rounds logged after the fact); a round logged before (a resumed run
+        re-running it) is skipped, so every step holds one value."""
         round_idx = int(record["round"])
         if not self.trackers or round_idx <= self.logged_through:
             return
-        scalars = round_scalars(record, round_selections(self.run_dir, round_idx))
+        if selections is None:
+            selections = round_selections(self.run_dir, round_idx)
+        scalars = round_scalars(record, selections)
         for tracker in self.trackers:
             tracker.log(scalars, round_idx)
         self.logged_through = round_idx
