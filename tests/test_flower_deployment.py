@@ -11,6 +11,8 @@ import tomli_w
 
 from lada.federation.local_deployment import LocalDeployment
 from tests.test_end_to_end import tiny_config
+from tests.test_flower_resume import _cut
+from tests.test_resume import _metrics, _selections
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 600
@@ -62,7 +64,12 @@ def test_insecure_deployment_runs_a_round_and_survives_a_killed_client(tmp_path)
 
 
 @pytest.mark.slow
-def test_tls_deployment_with_supernode_authentication_runs_a_round(tmp_path):
+def test_tls_deployment_runs_a_round_and_a_fresh_deployment_resumes_it_exactly(tmp_path):
+    """A TLS deployment with SuperNode authentication runs setup and round 1. Its run folder is
+    then cut back to what a server killed after round 0 leaves, and a new deployment (a new
+    SuperLink, new SuperNode processes with the same node configs) resumes it: the ServerApp
+    reloads its checkpoint, each client re-attaches to its own saved state, and round 1 comes out
+    as it did (metrics, bytes and selections)."""
     config = _experiment(tmp_path, 2)
     run_dir = tmp_path / "run"
     with LocalDeployment(tmp_path / "deploy", 2, tls=True, authenticate=True) as deployment:
@@ -73,6 +80,20 @@ def test_tls_deployment_with_supernode_authentication_runs_a_round(tmp_path):
     assert [r["round"] for r in rounds] == [0, 1]
     assert set(rounds[1]["clients"]) == {"0", "1"}
     assert (tmp_path / "deploy" / "keys" / "ca.crt").read_text().startswith("-----BEGIN")
+
+    cut = _cut(run_dir, tmp_path / "cut", 0)
+    assert [r["round"] for r in _records(cut)] == [0, 1]  # the resume drops round 1's record
+    with LocalDeployment(tmp_path / "again", 2) as deployment:
+        deployment.submit(REPO, config, cut, resume=True)
+        _wait_for(cut / "summary.json", deployment, "summary of the resumed run")
+    # Round 0 was not run again (its record keeps its own wall time); round 1 was.
+    first, again = _records(run_dir), _records(cut)
+    assert again[0]["wall_seconds"] == first[0]["wall_seconds"]
+    assert again[1]["wall_seconds"] != first[1]["wall_seconds"]
+    assert _metrics(cut) == _metrics(run_dir)
+    assert _selections(cut) == _selections(run_dir)
+    resumed = json.loads((cut / "summary.json").read_text())
+    assert resumed["final"] == json.loads((run_dir / "summary.json").read_text())["final"]
 
 
 def test_deploy_certs_writes_a_ca_signed_server_certificate_and_supernode_keys(tmp_path):

@@ -170,11 +170,23 @@ class LocalDeployment:
             raise RuntimeError(f"flwr {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def submit(self, app_dir: Path, config: Path, run_dir: Path, overrides: str = "") -> str:
-        """`flwr run` the app in `app_dir` with an experiment config; returns the CLI output."""
+    def submit(
+        self,
+        app_dir: Path,
+        config: Path,
+        run_dir: Path,
+        overrides: str = "",
+        *,
+        resume: bool = False,
+    ) -> str:
+        """`flwr run` the app in `app_dir` with an experiment config; returns the CLI output.
+
+        `resume`: continue `run_dir` from its last complete round (`resume=true`)."""
         run_config = f"config='{config}' run-dir='{run_dir}' wait-for-clients-s=120"
         if overrides:
             run_config += f" overrides='{overrides}'"
+        if resume:
+            run_config += " resume=true"
         return self.flwr("run", str(app_dir), "local", "--run-config", run_config, cwd=app_dir)
 
     def simulate(
