@@ -138,3 +138,34 @@ def test_a_resumed_flower_server_and_its_re_attached_clients_continue_exactly(tm
     assert "client 0: its saved state ends with round 1, but the server resumes after round 1" in (
         console.export_text()
     )
+
+
+def test_a_resume_moves_client_states_from_where_earlier_simulations_kept_them(
+    tmp_path, monkeypatch
+):
+    from lada.apps.simulation import adopt_earlier_client_state
+    from lada.experiments.checkpoint import save_checkpoint
+    from lada.federation.client_state import STATE_DIR_ENV
+    from lada.federation.progress import RunProgress
+
+    base = tmp_path / "earlier-base"
+    monkeypatch.setenv(STATE_DIR_ENV, str(base))
+    run_dir = tmp_path / "run"
+    save_checkpoint(run_dir, 0, [], {"runtime": RunProgress(run_key="k0")}, keep=2)
+    save_checkpoint(run_dir, 1, [], {"runtime": RunProgress(run_key="abc")}, keep=2)
+    (base / "run-abc" / "client-0").mkdir(parents=True)
+    (base / "run-abc" / "client-0" / "state.pt").write_bytes(b"state")
+    (base / "run-other").mkdir()
+
+    console = Console(record=True, width=300)
+    moved = adopt_earlier_client_state(run_dir, console)
+    assert moved == run_dir / "client-state" / "run-abc"  # the newest checkpoint's run key
+    assert (moved / "client-0" / "state.pt").read_bytes() == b"state"
+    assert not (base / "run-abc").exists() and (base / "run-other").is_dir()
+    assert "moved the clients' states of this run" in console.export_text()
+    assert adopt_earlier_client_state(run_dir, console) is None  # it has its own states now
+
+    in_process = tmp_path / "in-process"  # a checkpoint no Flower run wrote: nothing to move
+    save_checkpoint(in_process, 1, [], {"parties": None}, keep=2)
+    assert adopt_earlier_client_state(in_process, console) is None
+    assert not (in_process / "client-state").exists()

@@ -15,7 +15,8 @@ The simulated clients keep their state (`lada.federation.client_state`: each one
 reward memory and optimizer, with snapshots of the last `checkpoint.keep` rounds) in the run
 folder's `client-state/`, so it goes where the run goes and the model cache does not grow with
 every run. `resume=True` continues a run folder from its last complete round, the clients
-re-attaching to that state; `audit=True` has the ServerApp write what crossed to the run folder,
+re-attaching to that state (a run whose clients kept it in the default place, as simulations
+once did, has it moved in first); `audit=True` has the ServerApp write what crossed to the run folder,
 read back here.
 """
 
@@ -24,18 +25,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections import deque
 from pathlib import Path
 
 import tomli_w
+import torch
 from rich.console import Console
 from rich.markup import escape
 
 from lada.experiments.checkpoint import CheckpointError, list_checkpoints
 from lada.experiments.config import ExperimentConfig
 from lada.experiments.runner import RunResult, check_same_config, new_run_dir
-from lada.federation.client_state import STATE_DIR_ENV
+from lada.federation.client_state import STATE_DIR_ENV, default_state_base
 from lada.federation.local_deployment import LocalDeployment
 from lada.federation.traffic import read_audit
 
@@ -79,6 +82,36 @@ def federation_config(config: ExperimentConfig) -> str:
     )
 
 
+def adopt_earlier_client_state(run_dir: Path, console: Console) -> Path | None:
+    """Move a run's client states from where simulations used to keep them into the run folder.
+
+    Simulations started before the run folder held `client-state/` left their clients' states
+    in the default state folder (`LADA_CLIENT_STATE_DIR`, else the model cache's
+    `flower-clients/`), under `run-<run key>/`. A resume of such a run moves that folder into
+    `RUN_DIR/client-state/`, where the resumed clients look. Returns the new place, or None when
+    there was nothing to move (the run folder has its own states, or none are kept anywhere)."""
+    target = run_dir / CLIENT_STATE_DIR
+    if target.exists():
+        return None
+    key = None
+    for path in list_checkpoints(run_dir):
+        try:
+            saved = torch.load(path, weights_only=False, mmap=True)
+            key = saved["state"]["runtime"].run_key
+            break
+        except Exception:  # a torn checkpoint, or one no Flower run wrote: try an older one
+            continue
+    if key is None:
+        return None
+    earlier = default_state_base() / f"run-{key}"
+    if not earlier.is_dir():
+        return None
+    target.mkdir(parents=True)
+    moved = Path(shutil.move(str(earlier), str(target / earlier.name)))
+    console.print(f"moved the clients' states of this run from {earlier} to {moved}")
+    return moved
+
+
 def run_flower_simulation(
     config: ExperimentConfig,
     *,
@@ -97,6 +130,7 @@ def run_flower_simulation(
         check_same_config(run_dir, config)
         if not list_checkpoints(run_dir):
             raise CheckpointError(f"{run_dir}: no checkpoints to resume from")
+        adopt_earlier_client_state(run_dir.resolve(), console)
     run_dir = (run_dir or new_run_dir(config)).resolve()
     run_config = {
         "config": config.model_dump_json(),
