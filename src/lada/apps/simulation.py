@@ -16,8 +16,8 @@ reward memory and optimizer, with snapshots of the last `checkpoint.keep` rounds
 folder's `client-state/`, so it goes where the run goes and the model cache does not grow with
 every run. `resume=True` continues a run folder from its last complete round, the clients
 re-attaching to that state (a run whose clients kept it in the default place, as simulations
-once did, has it moved in first); `audit=True` has the ServerApp write what crossed to the run folder,
-read back here.
+once did, has it moved in first); `audit=True` has the ServerApp write what crossed to the run
+folder, read back here.
 """
 
 from __future__ import annotations
