@@ -359,6 +359,62 @@ ACCEPTED: dict[str, str] = {
         "x_nearest_clusters_select__mutmut_29",
         "x_nearest_clusters_select__mutmut_31",
     ),
+    # ---------------------------------------------------------------- lada.method.networks
+    **_each(_CPU_ONLY, "lada.method.networks", "x_fit_regressor__mutmut_5"),
+    **_each(
+        "equivalent: every parameter gets a gradient from each backward, so zeroing the old "
+        "ones in place (set_to_none False, or None, which is falsy) gives the same step",
+        "lada.method.networks",
+        "x_fit_regressor__mutmut_31",
+        "x_fit_regressor__mutmut_32",
+    ),
+    **_each(
+        "equivalent: the head's output is [N, 1], where squeeze(1) and squeeze(-1) are one axis",
+        "lada.method.networks",
+        "xǁRewardMLPǁforward__mutmut_5",
+    ),
+    # ---------------------------------------------------------------- lada.method.receiver
+    **_each(
+        "a Protocol's signature: never executed (receivers bring their own methods)",
+        "lada.method.receiver",
+        "xǁReceiverǁ*",
+    ),
+    # ---------------------------------------------------------------- lada.method.rho_loss
+    **_each(
+        "equivalent for the float arrays callers pass (path losses are float64 already; a "
+        "float64 cast changes only the dtype of other input, not a value)",
+        "lada.method.rho_loss",
+        *(f"x_rho_scores__mutmut_{n}" for n in (3, 5, 8, 10)),
+    ),
+    **_each(
+        "equivalent: with count == len(items) the sorted draw without replacement is every "
+        "item in order, which is what returning them gives",
+        "lada.method.rho_loss",
+        "x_holdout_items__mutmut_18",
+    ),
+    **_each(
+        "equivalent: replace=None is falsy like False",
+        "lada.method.rho_loss",
+        "x_holdout_items__mutmut_23",
+    ),
+    **_each(
+        "the progress bar only (its label and whether it shows)",
+        "lada.method.rho_loss",
+        *(f"xǁIrreducibleLossModelǁtrain__mutmut_{n}" for n in (19, 20, 28, 29, 32)),
+    ),
+    **_each(
+        "observable only when the irreducible-loss model's training meets non-finite losses: "
+        "their count then misses the round log, or the skip limit is the default instead of "
+        "the configured one (the guard itself is tested in tests/test_guards.py)",
+        "lada.method.rho_loss",
+        *(f"xǁIrreducibleLossModelǁtrain__mutmut_{n}" for n in (22, 30, 31)),
+    ),
+    **_each(
+        "unreachable: rho_il_epochs >= 1 (validated) and the holdout holds at least one item, "
+        "so the last epoch always has a loss and the 'nan' branch never runs",
+        "lada.method.rho_loss",
+        *(f"xǁIrreducibleLossModelǁtrain__mutmut_{n}" for n in (41, 44, 45, 46)),
+    ),
 }
 
 

@@ -18,10 +18,16 @@ from lada.hosts.lada_steps import receive_with_lada
 from lada.hosts.payloads import PublicPaths
 from lada.method.config import LadaConfig
 from lada.method.plugin import Candidate, LadaPlugin, pair_name
-from lada.method.rho_loss import holdout_items, path_losses, rho_scores
+from lada.method.rho_loss import (
+    IrreducibleLossModel,
+    copy_state,
+    holdout_items,
+    path_losses,
+    rho_scores,
+)
 from lada.method.selection import MatchCountError
 from lada.models.presets import load_model
-from lada.models.training import sft_on_paths
+from lada.models.training import sft, sft_on_paths
 from lada.models.wrapper import ReasoningModel
 from lada.tasks.item import ReasoningItem
 from lada.tasks.prompts import gold_path, render_path, render_prompt
@@ -169,6 +175,53 @@ def test_rho_scores_and_holdout() -> None:
     assert [it.id for it in half] == sorted((it.id for it in half), key=lambda i: int(i[1:]))
 
 
+def test_holdout_and_losses_refuse_or_return_empty_by_name() -> None:
+    items = [_item(f"i{k}", "add", 1) for k in range(10)]
+    for fraction in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"rho_holdout_fraction: must be in \(0, 1\], got"):
+            holdout_items(items, fraction, seed=0)
+    assert holdout_items([], 0.5, seed=0) == []
+    assert len(holdout_items(items, 0.01, seed=0)) == 1  # at least one item
+    for seed in range(5):  # drawn without replacement: never the same item twice
+        held = holdout_items(items, 0.9, seed=seed)
+        assert len(held) == 9 and len({it.id for it in held}) == 9
+    shapes = r"receiver \(2,\) and irreducible \(3,\) differ in shape"
+    with pytest.raises(ValueError, match=shapes):
+        rho_scores(np.zeros(2), np.zeros(3))
+
+
+def test_the_irreducible_loss_model_is_the_seeded_sft_it_documents(
+    receiver: ReasoningModel,
+) -> None:
+    """Trained on the seeded holdout (half of 20 items) for 3 epochs of batches of 4: 9 steps, and
+    `train_loss` is the mean of the last epoch's 3 batch losses. The same SFT run by hand on a
+    clone gives the same losses and weights."""
+    items = [_item(f"i{k}", "add", 1, a=k, b=k + 1) for k in range(20)]
+    config = _rho_config(rho_il_epochs=3, rho_holdout_fraction=0.5, seed=5)
+    il = IrreducibleLossModel.train(receiver, items, config, pair=PAIR)
+    held = holdout_items(items, 0.5, seed=5)
+    replay = receiver.clone()
+    losses = sft(replay, held, epochs=3, batch_size=4, seed=5, progress=False)
+    assert il.n_items == 10 and il.steps == len(losses) == 9
+    assert il.train_loss == pytest.approx(float(np.mean(losses[-3:])), rel=1e-6)
+    mine, theirs = il.model.trainable_state(), replay.trainable_state()
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert path_losses(il.model, [], [], batch_size=4).shape == (0,)
+
+    with pytest.raises(
+        ValueError, match=f"{PAIR}: selection_mode 'rho_loss' needs the .* and it has none$"
+    ):
+        IrreducibleLossModel.train(receiver, [], config, pair=PAIR)
+    with pytest.raises(ValueError, match="irreducible-loss model state: unknown format 99"):
+        IrreducibleLossModel.from_state(receiver, {"format": 99})
+    state = il.state_dict()
+    kept = copy_state(state)
+    for tensor in kept["weights"].values():
+        tensor.zero_()  # a kept copy changed later leaves the state it was taken from alone
+    assert all(torch.equal(v, theirs[k]) for k, v in state["weights"].items())
+
+
 def _rho_setup(receiver: ReasoningModel) -> tuple[list[Candidate], list[ReasoningItem]]:
     """Easy (both models know it), hard (only the IL model learns it), noise (neither can).
 
@@ -198,9 +251,8 @@ def _rho_setup(receiver: ReasoningModel) -> tuple[list[Candidate], list[Reasonin
 
 
 def _rho_config(**overrides: object) -> LadaConfig:
-    return _config(
-        selection_mode="rho_loss", budget=1, rho_il_epochs=10, rho_il_batch_size=4, **overrides
-    )
+    base: dict[str, object] = {"rho_il_epochs": 10, "rho_il_batch_size": 4}
+    return _config(selection_mode="rho_loss", budget=1, **(base | overrides))
 
 
 def test_rho_loss_prefers_what_is_learnable_but_not_yet_learned(receiver: ReasoningModel) -> None:
