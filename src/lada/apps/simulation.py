@@ -31,11 +31,10 @@ from collections import deque
 from pathlib import Path
 
 import tomli_w
-import torch
 from rich.console import Console
 from rich.markup import escape
 
-from lada.experiments.checkpoint import CheckpointError, list_checkpoints
+from lada.experiments.checkpoint import CheckpointError, list_checkpoints, load_latest
 from lada.experiments.config import ExperimentConfig
 from lada.experiments.runner import RunResult, check_same_config, new_run_dir
 from lada.federation.client_state import STATE_DIR_ENV, default_state_base
@@ -93,14 +92,11 @@ def adopt_earlier_client_state(run_dir: Path, console: Console) -> Path | None:
     target = run_dir / CLIENT_STATE_DIR
     if target.exists():
         return None
-    key = None
-    for path in list_checkpoints(run_dir):
-        try:
-            saved = torch.load(path, weights_only=False, mmap=True)
-            key = saved["state"]["runtime"].run_key
-            break
-        except Exception:  # a torn checkpoint, or one no Flower run wrote: try an older one
-            continue
+    try:
+        latest = load_latest(run_dir, warn=lambda _: None)  # the runner reports torn ones
+    except CheckpointError:
+        return None
+    key = getattr(latest.state.get("runtime"), "run_key", None)  # None: no Flower run wrote it
     if key is None:
         return None
     earlier = default_state_base() / f"run-{key}"
