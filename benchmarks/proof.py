@@ -30,7 +30,15 @@ receiver's own domain, per round). It writes JSON, a Markdown table and a plot.
 
 With `--host fedcollm|fedmkt|crosslm` the same setting runs on another host (`HOSTS`): host alone
 and host + LaDa (and host + gate where the host has that option), with the LLM trained too and
-scored before and after (the SLM -> LLM direction), in `proof_<host>.json`.
+scored before and after, in `proof_<host>.json`.
+
+The SLM -> LLM direction needs a level only the clients know. `--upstream` adds a fourth client
+holding gcd 1 (`UPSTREAM`), the level the shipped teacher was never taught, and scores the LLM
+item by item on every client's test items before round 1 and after the last round: the table
+then says how much the LLM gained on the level only a client holds, with and without LaDa,
+paired per item (`proof_<host>_upstream.json`).
+
+    python benchmarks/proof.py --host fedcollm --upstream --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -94,6 +102,20 @@ HOSTS: dict[str, tuple[str, ...]] = {
     "fedmkt": ("host.name=fedmkt", "budget.server_steps=20", "evaluation.llm_rounds=first_last"),
     "crosslm": ("host.name=crosslm", "budget.server_steps=20", "evaluation.llm_rounds=first_last"),
 }
+#: `--upstream`: a fourth client holds gcd 1, the level of the pool the shipped teacher was never
+#: taught (its record's `held_out_domains`). The teacher answers about a tenth of fresh gcd 1
+#: questions; the client SLM base about a third, and SFT on 400 gold paths lifts it to about half
+#: (100-200 steps). Always answering the commonest answer, 1, scores 40-45% there, so the table
+#: gives that constant's accuracy beside the LLM's: a gain up to it can be learnt from the answer
+#: distribution alone. That client's SLM is the only party that holds the level, so the LLM's
+#: accuracy there before and after the rounds measures what flows from the SLMs to the LLM.
+UPSTREAM = (
+    "data.split.n_clients=4",
+    'data.split.client_domains=[["chain_sum"], ["leg_counting"], ["basic_arithmetic"], ["gcd"]]',
+)
+#: Levels the shipped teacher was not taught that a client holds: where the SLM -> LLM
+#: direction is scored.
+CLIENT_ONLY_DOMAINS = ("gcd",)
 #: Arms the other hosts run by default: the host's gate variant only where the host has the
 #: option (FedCoLLM and FedMKT distil on the items' gold paths and CrossLM's generated items have
 #: no answer independent of the LLM's, so a gate would replace nothing there).
@@ -153,8 +175,10 @@ def frozen_llm(config: ExperimentConfig) -> bool:
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    """The config overrides of a command: the host's, the smoke scale's, then the user's."""
-    return [*HOSTS[args.host], *(QUICK if args.quick else []), *args.overrides]
+    """The config overrides of a command: the host's, the upstream client's (`--upstream`), the
+    smoke scale's, then the user's."""
+    upstream = UPSTREAM if getattr(args, "upstream", False) else ()
+    return [*HOSTS[args.host], *upstream, *(QUICK if args.quick else []), *args.overrides]
 
 
 def arm_dir(root: Path, arm: str, seed: int) -> Path:
@@ -192,6 +216,59 @@ def write_teacher_paths(base: ExperimentConfig, seed: int, root: Path) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(vars(paths)))
     os.replace(partial, path)
+
+
+def llm_start_file(root: Path, seed: int) -> Path:
+    return root / "llm_start" / f"seed{seed}.json"
+
+
+def write_llm_start(base: ExperimentConfig, seed: int, root: Path) -> None:
+    """Per item, whether the LLM as every arm starts it (no host trains it in setup) answers each
+    client's test items: the 'before' of the SLM -> LLM direction, written once per seed."""
+    path = llm_start_file(root, seed)
+    if path.exists():
+        return
+    config = base.model_copy(update={"seed": seed})
+    split = load_split(config)
+    server = build_server(config, split.public_pool, Console(stderr=True, quiet=True))
+    scored = _llm_per_client(config, server.model, [part.test for part in split.clients])
+    for cid, part in enumerate(split.clients):
+        scored[str(cid)]["constant"] = constant_answers(split.public_pool, part.test)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(scored))
+    os.replace(partial, path)
+
+
+def constant_answers(pool: Sequence[Any], items: Sequence[Any]) -> list[int]:
+    """Per item, whether always giving the commonest gold answer of the pool's items of its
+    domain is right: what the LLM could score from the pool's answer distribution alone."""
+    from collections import Counter
+
+    common: dict[str, Counter[str]] = {}
+    for item in pool:
+        common.setdefault(item.domain, Counter())[item.answer] += 1
+    return [
+        int(it.domain in common and common[it.domain].most_common(1)[0][0] == it.answer)
+        for it in items
+    ]
+
+
+def _llm_per_client(config: ExperimentConfig, model: Any, tests: Sequence[Any]) -> dict[str, Any]:
+    """The LLM's per-item correctness on each client's test items, keyed by client id."""
+    out = {}
+    for cid, items in enumerate(tests):
+        scored = evaluate(
+            model,
+            items,
+            batch_size=config.train.generation_batch_size,
+            max_new_tokens=config.train.max_new_tokens,
+        )
+        out[str(cid)] = {
+            "correct": [int(p.correct) for p in scored.predictions],
+            "domains": sorted({it.domain for it in items}),
+        }
+    return out
 
 
 def read_finished(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, Any]]:
@@ -234,6 +311,8 @@ def run_job(job: Job) -> dict[str, Any]:
                 host_state(runner.server, FedCoTServerState).llm_paths = PublicPaths(**shared)
         runner.run()
     result = _per_item_results(config, run_dir)
+    if not frozen_llm(config) and llm_start_file(root, job.seed).exists():
+        result["llm"] = _llm_items(config, run_dir, llm_start_file(root, job.seed))
     result.update(arm=job.arm, seed=job.seed, seconds=time.perf_counter() - started)
     items_file.write_text(json.dumps(result))
     return result
@@ -282,14 +361,38 @@ def _per_item_results(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]
     }
 
 
+def _llm_items(config: ExperimentConfig, run_dir: Path, start_file: Path) -> dict[str, Any]:
+    """The LLM's per-item correctness before round 1 (shared by the arms) and after the run, on
+    every client's test items; each is checked against the run's own round-0 and last scores."""
+    federation = load_latest(run_dir, warn=lambda _: None).state["federation"]
+    final = _llm_per_client(config, federation.server.model, [c.test for c in federation.clients])
+    start = json.loads(start_file.read_text())
+    rounds = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
+    scored = [r["llm"]["accuracy"] for r in rounds if "llm" in r]
+
+    def pooled(per_client: dict[str, Any]) -> float:
+        bits = [b for c in per_client.values() for b in c["correct"]]
+        return sum(bits) / len(bits) if bits else 0.0
+
+    return {
+        "start": start,
+        "final": final,
+        "consistent_with_run": len(scored) >= 2
+        and abs(pooled(start) - scored[0]) < 1e-9
+        and abs(pooled(final) - scored[-1]) < 1e-9,
+    }
+
+
 def run_all(args: argparse.Namespace, console: Console) -> dict[tuple[str, int], dict[str, Any]]:
     """Every (arm, seed): the teacher's paths first, then unmatched arms, then matched ones."""
     root = Path(args.cache_dir)
     overrides = tuple(_overrides(args))
     base = load_config(args.config, list(overrides))
-    if frozen_llm(base):  # its paths are written once and shared by every arm
-        for seed in args.seeds:
+    for seed in args.seeds:
+        if frozen_llm(base):  # its paths are written once and shared by every arm
             write_teacher_paths(base, seed, root)
+        else:  # the LLM every arm starts from, scored per item once
+            write_llm_start(base, seed, root)
     done: dict[tuple[str, int], dict[str, Any]] = {}
     arms = [a for a in args.arms if a in ARMS]
     if any(a in MATCHED for a in arms) and "lada" not in arms:
@@ -517,16 +620,105 @@ def analyse(
             )
             capture["rho_loss"]["seeds"] = rho
     efficiency = _steps_to_host(per_arm)
+    upstream = _llm_direction(results, arms, seeds)
     headroom = contrasts.get("headroom: oracle vs random", {}).get("diff")
     return {
         "arms": per_arm,
         "contrasts": contrasts,
         "capture": capture,
         "steps_to_host_final": efficiency,
+        "llm_direction": upstream,
         "headroom": headroom,
         "valid_setting": headroom is not None and headroom >= HEADROOM_GOAL,
         "seed_spread_max": max((v["sd"] for v in per_arm.values()), default=0.0),
     }
+
+
+def _llm_vectors(
+    results: dict[tuple[str, int], dict[str, Any]],
+    arm: str,
+    seeds: Sequence[int],
+    when: str,
+    client_only: bool,
+) -> list[Any]:
+    """Per seed, the LLM's per-item correctness `when` ('start'/'final') on the test items of the
+    clients whose levels the teacher was not taught (`client_only`) or of the others."""
+    import numpy as np
+
+    only = set(CLIENT_ONLY_DOMAINS)
+    out = []
+    for seed in seeds:
+        per_client = sorted(results[(arm, seed)]["llm"][when].items(), key=lambda kv: int(kv[0]))
+        picked = [c for _, c in per_client if (set(c["domains"]) <= only) == client_only]
+        out.append(np.array([b for c in picked for b in c["correct"]], dtype=float))
+    return out
+
+
+def _constant_share(
+    results: dict[tuple[str, int], dict[str, Any]],
+    arm: str,
+    seeds: Sequence[int],
+    client_only: bool,
+) -> float | None:
+    """Accuracy of always giving the pool's commonest answer of each item's domain, on the items
+    of `_llm_vectors` (None for a cache written before it was recorded)."""
+    only = set(CLIENT_ONLY_DOMAINS)
+    bits: list[int] = []
+    for seed in seeds:
+        for _, c in sorted(results[(arm, seed)]["llm"]["start"].items()):
+            if (set(c["domains"]) <= only) == client_only:
+                if "constant" not in c:
+                    return None
+                bits += c["constant"]
+    return sum(bits) / len(bits) if bits else None
+
+
+def _llm_direction(
+    results: dict[tuple[str, int], dict[str, Any]], arms: Sequence[str], seeds: Sequence[int]
+) -> dict[str, Any] | None:
+    """The SLM -> LLM direction, item by item: for the levels only a client holds and for the
+    levels the teacher was taught, each arm's LLM before and after (paired on the same items),
+    and the arms against each other at the end. None when no run scored its LLM per item."""
+    import numpy as np
+
+    scored = [a for a in arms if any("llm" in results.get((a, s), {}) for s in seeds)]
+    if not scored:
+        return None
+    out: dict[str, Any] = {"client_only_domains": list(CLIENT_ONLY_DOMAINS), "groups": {}}
+    for group, client_only in (("client_only", True), ("taught", False)):
+        rows: dict[str, Any] = {}
+        for arm in scored:
+            own = [s for s in seeds if "llm" in results.get((arm, s), {})]
+            start = _llm_vectors(results, arm, own, "start", client_only)
+            final = _llm_vectors(results, arm, own, "final", client_only)
+            if not sum(len(v) for v in start):
+                continue
+            rows[arm] = {
+                "seeds": own,
+                "n_items_per_run": int(len(start[0])),
+                "constant_answer": _constant_share(results, arm, own, client_only),
+                "start": float(np.concatenate(start).mean()),
+                "final": float(np.concatenate(final).mean()),
+                "final_per_seed": [float(v.mean()) for v in final],
+                "consistent_with_run": all(
+                    results[(arm, s)]["llm"]["consistent_with_run"] for s in own
+                ),
+                "gain": paired_bootstrap(final, start),
+            }
+        versus = {}
+        for a, b in (("lada", "host"), ("lada", "host_gate"), ("host_gate", "host")):
+            if a in rows and b in rows:
+                both = [s for s in rows[a]["seeds"] if s in rows[b]["seeds"]]
+                versus[f"{a} vs {b}"] = {
+                    "seeds": both,
+                    **paired_bootstrap(
+                        _llm_vectors(results, a, both, "final", client_only),
+                        _llm_vectors(results, b, both, "final", client_only),
+                    ),
+                }
+        if rows:
+            out["groups"][group] = {"arms": rows, "final_contrasts": versus}
+    return out
 
 
 def _common(results: dict[tuple[str, int], Any], seeds: Sequence[int], *arms: str) -> list[int]:
@@ -646,11 +838,72 @@ def report(result: dict[str, Any], console: Console) -> str:
             ["arm", "LLM acc. at round 0 (%, per seed)", "LLM acc. at the end (%, per seed)"],
             llm_rows,
         )
+    text += _llm_direction_table(analysis.get("llm_direction"))
     headroom = analysis.get("headroom")
     if headroom is not None:
         verdict = "valid" if analysis["valid_setting"] else "TOO SMALL TO DECIDE"
         text += f"Headroom (oracle - random): {100 * headroom:+.1f} points: {verdict}\n"
     console.print(text)
+    return text
+
+
+def _llm_direction_table(direction: dict[str, Any] | None) -> str:
+    """The SLM -> LLM direction as Markdown: LLM before/after per arm and group, then contrasts."""
+    if not direction:
+        return ""
+    names = {
+        "client_only": "levels only a client holds ("
+        + ", ".join(direction["client_only_domains"])
+        + ")",
+        "taught": "levels the teacher was taught",
+    }
+    rows, contrasts = [], []
+    for group, block in direction["groups"].items():
+        for arm, row in block["arms"].items():
+            gain = row["gain"]
+            rows.append(
+                [
+                    names[group],
+                    arm,
+                    ", ".join(map(str, row["seeds"])),
+                    str(row["n_items_per_run"]),
+                    "" if row["constant_answer"] is None else f"{100 * row['constant_answer']:.1f}",
+                    f"{100 * row['start']:.1f}",
+                    f"{100 * row['final']:.1f}",
+                    " / ".join(f"{100 * v:.1f}" for v in row["final_per_seed"]),
+                    f"{100 * gain['diff']:+.1f} [{100 * gain['ci_low']:+.1f}, "
+                    f"{100 * gain['ci_high']:+.1f}]",
+                ]
+            )
+        for label, c in block["final_contrasts"].items():
+            contrasts.append(
+                [
+                    names[group],
+                    label,
+                    ", ".join(map(str, c["seeds"])),
+                    f"{100 * c['diff']:+.1f}",
+                    f"[{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]",
+                ]
+            )
+    text = "\n" + markdown_table(
+        [
+            "LLM scored on",
+            "arm",
+            "seeds",
+            "items / run",
+            "commonest answer (%)",
+            "LLM before (%)",
+            "LLM after (%)",
+            "after, per seed",
+            "after - before (paired, 95% CI)",
+        ],
+        rows,
+    )
+    if contrasts:
+        text += "\n" + markdown_table(
+            ["LLM scored on", "LLM after, paired", "seeds", "difference (points)", "95% CI"],
+            contrasts,
+        )
     return text
 
 
@@ -706,6 +959,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "interrupted table; each arm over its own seeds, each contrast over the seeds both "
         "arms finished).",
     )
+    parser.add_argument(
+        "--upstream",
+        action="store_true",
+        help="Add a fourth client holding the level the teacher was never taught (gcd 1) and "
+        "score the LLM on it item by item before and after: the SLM -> LLM direction (not with "
+        "FedCoT, which never trains the LLM).",
+    )
 
 
 def main() -> None:
@@ -713,8 +973,10 @@ def main() -> None:
     add_arguments(parser)
     args = parser.parse_args()
     args.seeds = args.seeds or ([0] if args.quick else list(REPORT_SEEDS))
+    if args.upstream and args.host == "fedcot":
+        parser.error("--upstream needs a host that trains the LLM (fedcollm, fedmkt, crosslm)")
     if args.host != "fedcot":
-        args.tag = args.tag or args.host
+        args.tag = args.tag or (args.host + ("_upstream" if args.upstream else ""))
     if args.arms is None:
         args.arms = list(ARMS) if args.host == "fedcot" else host_arms(args)
     if args.cache_dir is None:
@@ -727,6 +989,7 @@ def main() -> None:
     result = {
         "config": str(Path(args.config).resolve().relative_to(ROOT)),
         "host": args.host,
+        "upstream": args.upstream,
         "overrides": _overrides(args),
         "seeds": args.seeds,
         "analysis": analyse(results, arms, args.seeds),

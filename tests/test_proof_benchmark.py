@@ -144,3 +144,94 @@ def test_result_commands_do_not_name_folders_outside_the_repository() -> None:
     inside = str(common.ROOT / "configs" / "proof.toml")
     assert common._portable(inside) == inside  # written relative to the repository later
     assert common._portable("--jobs") == "--jobs"
+
+
+def test_upstream_adds_one_client_on_the_level_the_teacher_was_not_taught() -> None:
+    from lada.models.shipped import SHIPPED
+
+    base = load_config(proof.CONFIG, list(proof.HOSTS["fedcollm"]))
+    args = proof.argparse.Namespace(host="fedcollm", upstream=True, quick=False, overrides=[])
+    config = load_config(proof.CONFIG, proof._overrides(args))
+    split, up = base.data.split, config.data.split
+    assert up.n_clients == split.n_clients + 1
+    assert up.client_domains[:-1] == split.client_domains  # the other clients are unchanged
+    assert up.client_domains[-1] == list(proof.CLIENT_ONLY_DOMAINS)
+    # The client's level is exactly what the shipped teacher was never taught.
+    teacher = SHIPPED[config.llm.preset].pretrain
+    assert set(proof.CLIENT_ONLY_DOMAINS) == set(teacher.held_out_domains)
+    assert (up.n_train, up.n_test, config.budget) == (split.n_train, split.n_test, base.budget)
+
+
+def _llm_run(start: dict[str, list[int]], final: dict[str, list[int]]) -> dict:
+    domains = {"0": ["chain_sum"], "1": ["gcd"]}
+    run = _fake_run([1, 0])
+    run["llm"] = {
+        when: {cid: {"correct": bits, "domains": domains[cid]} for cid, bits in scored.items()}
+        for when, scored in (("start", start), ("final", final))
+    }
+    run["llm"]["start"]["1"]["constant"] = [1, 0, 0, 0]  # the pool's commonest gcd answer
+    run["llm"]["start"]["0"]["constant"] = [0, 0, 0, 0]
+    run["llm"]["consistent_with_run"] = True
+    return run
+
+
+def test_the_llm_direction_pairs_each_arm_before_and_after_on_the_client_only_level() -> None:
+    start = {"0": [1, 1, 1, 1], "1": [0, 0, 0, 1]}
+    results = {
+        ("host", 0): _llm_run(start, {"0": [1, 0, 0, 0], "1": [0, 0, 1, 1]}),
+        ("lada", 0): _llm_run(start, {"0": [1, 1, 0, 0], "1": [1, 1, 1, 1]}),
+        ("host", 1): _llm_run(start, {"0": [1, 1, 1, 1], "1": [0, 0, 0, 1]}),  # lada 1 unfinished
+    }
+    out = proof.analyse(results, ["host", "lada"], [0, 1])["llm_direction"]
+    only, taught = out["groups"]["client_only"], out["groups"]["taught"]
+    # Client 1 holds gcd (the client-only level); client 0's level was taught.
+    assert only["arms"]["lada"]["start"] == pytest.approx(0.25)
+    assert only["arms"]["lada"]["final"] == pytest.approx(1.0)
+    assert only["arms"]["lada"]["gain"]["diff"] == pytest.approx(0.75)
+    assert only["arms"]["lada"]["constant_answer"] == pytest.approx(0.25)
+    assert taught["arms"]["lada"]["constant_answer"] == 0.0
+    assert only["arms"]["host"]["seeds"] == [0, 1]
+    assert only["arms"]["host"]["final_per_seed"] == pytest.approx([0.5, 0.25])
+    assert taught["arms"]["host"]["gain"]["diff"] == pytest.approx((0.25 + 1.0) / 2 - 1.0)
+    # At the end, arms are paired over the seeds both finished (seed 0): 1.0 - 0.5 on gcd.
+    versus = only["final_contrasts"]["lada vs host"]
+    assert versus["seeds"] == [0] and versus["diff"] == pytest.approx(0.5)
+    assert taught["final_contrasts"]["lada vs host"]["diff"] == pytest.approx(0.25)
+    table = proof._llm_direction_table(out)
+    assert "levels only a client holds (gcd)" in table and "+75.0" in table
+
+
+def test_constant_answers_take_the_pools_commonest_answer_per_domain() -> None:
+    from types import SimpleNamespace as Item
+
+    pool = [Item(domain="gcd", answer=a) for a in "1121"] + [Item(domain="lcm", answer="6")]
+    items = [Item(domain=d, answer=a) for d, a in [("gcd", "1"), ("gcd", "2"), ("lcm", "6")]]
+    assert proof.constant_answers(pool, items) == [1, 0, 1]
+    assert proof.constant_answers(pool, [Item(domain="chain_sum", answer="1")]) == [0]
+
+
+def test_runs_without_per_item_llm_scores_have_no_llm_direction() -> None:
+    results = {("host", 0): _fake_run([1, 0]), ("lada", 0): _fake_run([1, 1])}
+    out = proof.analyse(results, ["host", "lada"], [0])
+    assert out["llm_direction"] is None and proof._llm_direction_table(None) == ""
+
+
+def test_no_test_question_of_the_upstream_setting_is_trained_on_by_any_party() -> None:
+    from lada.experiments.setup import load_split
+    from lada.models.pretrain import pretraining_items
+    from lada.models.shipped import SHIPPED
+    from lada.tasks.holdout import normalize_question
+
+    args = proof.argparse.Namespace(host="fedcollm", upstream=True, quick=False, overrides=[])
+    config = load_config(proof.CONFIG, proof._overrides(args))
+    split = load_split(config)
+    tests = {normalize_question(it.question) for c in split.clients for it in c.test}
+    gcd_tests = [it for it in split.clients[-1].test if it.domain == "gcd"]
+    assert len(gcd_tests) == config.data.split.n_test  # the client-only level is tested in full
+    trained = split.public_pool + [it for c in split.clients for it in c.train]
+    assert not tests & {normalize_question(it.question) for it in trained}
+    for preset in {config.llm.preset, *(s.preset for s in config.slms)}:
+        seen = {
+            normalize_question(it.question) for it in pretraining_items(SHIPPED[preset].pretrain)
+        }
+        assert not tests & seen, f"test questions in {preset}'s pretraining"
