@@ -95,6 +95,7 @@ def _each(reason: str, module: str, *mutants: str) -> dict[str, str]:
 
 
 _F = "xǁLearnabilityFilterǁ"
+_P = "xǁLadaPluginǁ"
 _CPU_ONLY = "a device move, a no-op on the CPU the tests run on (a GPU run would see it)"
 
 #: Surviving mutants that no test should kill, by name pattern (fnmatch), with the reason.
@@ -414,6 +415,99 @@ ACCEPTED: dict[str, str] = {
         "so the last epoch always has a loss and the 'nan' branch never runs",
         "lada.method.rho_loss",
         *(f"xǁIrreducibleLossModelǁtrain__mutmut_{n}" for n in (41, 44, 45, 46)),
+    ),
+    # ---------------------------------------------------------------- lada.method.plugin
+    **_each(
+        "equivalent: float('NAN') is a NaN too",
+        "lada.method.plugin",
+        "x__finite_mean__mutmut_13",
+        "xǁRoundRewardsǁsummary__mutmut_7",
+        *(f"{_P}observe__mutmut_{n}" for n in (29, 32, 65, 70)),
+    ),
+    **_each(
+        "equivalent for the arrays callers pass (path losses are float64 already; a float64 "
+        "cast changes only the dtype of other input, not a value)",
+        "lada.method.plugin",
+        "x__finite_mean__mutmut_3",
+        "x__finite_mean__mutmut_5",
+    ),
+    **_each(
+        "equivalent: a centroid given as an array is cast to float64 again where it is read "
+        "(local_centroid, and the filter's round-1 selection)",
+        "lada.method.plugin",
+        f"{_P}_centroid__mutmut_3",
+        f"{_P}_centroid__mutmut_5",
+    ),
+    **_each(
+        "equivalent: a dtype the value has already (np.asarray of Python ints is int64, "
+        "torch.as_tensor keeps int64 and the float64 of select_logprobs, numpy stores Python "
+        "bools as bool; offers are never empty there)",
+        "lada.method.plugin",
+        *(f"xǁDistillBatchSetǁbatches__mutmut_{n}" for n in (20, 22, 26, 28)),
+        *(f"{_P}prepare__mutmut_{n}" for n in (62, 64, 66, 68)),
+        f"{_P}_oracle_choice__mutmut_8",
+        f"{_P}_oracle_choice__mutmut_10",
+    ),
+    **_each(
+        "equivalent: zip's strict guards lengths that are equal by construction (one mask "
+        "entry per pair)",
+        "lada.method.plugin",
+        *(f"{_P}observe__mutmut_{n}" for n in (153, 156, 157)),
+    ),
+    **_each(
+        "equivalent: with `steps`, a further pass begun once that many steps were taken "
+        "returns at its first batch with the same history",
+        "lada.method.plugin",
+        *(f"{_P}fit__mutmut_{n}" for n in (17, 71, 74)),
+    ),
+    **_each(
+        "equivalent: the top-k slice and random_select both cap k at the offer already",
+        "lada.method.plugin",
+        f"{_P}_empty_fallback__mutmut_24",
+    ),
+    **_each(
+        "equivalent: numpy reads a sort kind by its first letter, so 'STABLE' is 'stable'",
+        "lada.method.plugin",
+        f"{_P}_empty_fallback__mutmut_38",
+    ),
+    **_each(
+        "equivalent: policy_negative is read only by kinds that score the negatives again "
+        "('margin'); for the others an empty slice stands where None was",
+        "lada.method.plugin",
+        f"{_P}_measure_after__mutmut_44",
+    ),
+    **_each(
+        "equivalent: every LadaConfig field is JSON-native, so both dump modes agree",
+        "lada.method.plugin",
+        *(f"{_P}state_dict__mutmut_{n}" for n in (5, 6, 7)),
+    ),
+    **_each(
+        "equivalent: torch >= 2.6 loads with weights_only=True by default",
+        "lada.method.plugin",
+        f"{_P}load__mutmut_6",
+        f"{_P}load__mutmut_9",
+    ),
+    **_each(
+        "map_location='cpu' matters only for a file saved from GPU tensors; the tests save on "
+        "the CPU they run on",
+        "lada.method.plugin",
+        f"{_P}load__mutmut_5",
+        f"{_P}load__mutmut_8",
+    ),
+    **_each(
+        "unreachable: LadaConfig refuses selection_mode 'rho_loss' without match_counts or a "
+        "budget, so the number to take is never None",
+        "lada.method.plugin",
+        f"{_P}_rho_choice__mutmut_7",
+    ),
+    **_each(
+        "observable only when the irreducible-loss model's training meets non-finite losses "
+        "(the log then misses their count), or in its progress label (off) and in a message "
+        "that the plug-in's own check for local items pre-empts",
+        "lada.method.plugin",
+        f"{_P}_rho_choice__mutmut_12",
+        f"{_P}select__mutmut_102",
+        *(f"{_P}_irreducible_model__mutmut_{n}" for n in (19, 20, 25)),
     ),
 }
 
