@@ -19,6 +19,7 @@ import capacity_gap  # noqa: E402
 import common  # noqa: E402
 import communication  # noqa: E402
 import filter_quality  # noqa: E402
+import models  # noqa: E402
 import overhead  # noqa: E402
 import scale  # noqa: E402
 import teacher  # noqa: E402
@@ -243,3 +244,31 @@ def test_capacity_gap_tests_on_a_fair_sample_of_a_nearly_used_up_level() -> None
     share = {name: sum(it.answer == "1" for it in part) / len(part)
              for name, part in (("train", train), ("test", test))}  # fmt: skip
     assert abs(share["test"] - share["train"]) < 0.15
+
+
+def test_models_compares_the_training_path_with_a_bare_loop(tmp_path: Path, monkeypatch) -> None:
+    """The models benchmark trains the project path, a bare loop and bf16 autocast on the same
+    batches from the same weights; the bare loop reproduces the project's losses."""
+    out = tmp_path / "models.json"
+    argv = [
+        "models.py",
+        "--presets", "tiny-1m",
+        "--items", "12",
+        "--batch-size", "4",
+        "--train-steps", "2",
+        "--threads", "1",
+        "--out", str(out),
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    models.main()
+    record = json.loads(out.read_text())
+    (row,) = record["rows"]
+    assert record["train_steps"] == 2 and len(row["fp32_losses"]) == len(row["bf16_losses"]) == 2
+    assert row["train_loss_max_abs_diff"] < 1e-4
+    assert row["train_project_tokens_per_s"] > 0 and row["train_bare_tokens_per_s"] > 0
+    assert row["bf16_loss_max_rel_diff"] < 5e-2
+    assert row["bf16_within_rtol"] == (row["bf16_loss_max_rel_diff"] <= models.BF16_LOSS_RTOL)
+    assert 0 <= row["train_pad_share_bucketed"] <= row["train_pad_share_random"] < 1
+    assert 0 < row["train_peak_share"] and set(row["train_bare_phase_shares"]) == set(models.PHASES)
+    tokens = [3, 5, 4, 4]
+    assert models.padding_share(tokens, [[0, 1], [2, 3]]) == pytest.approx(2 / 18)
