@@ -654,6 +654,22 @@ def _llm_vectors(
     return out
 
 
+def _server_client_only_share(result: dict[str, Any]) -> list[float | None]:
+    """Per round, the share of the server's (slm_k -> llm) selections from the client-only
+    levels: where the LLM's filters sent its steps."""
+    by_round: dict[int, list[int]] = {}
+    for record in result["selections"]:
+        if record["party"] == "server":
+            by_round.setdefault(record["round"], []).extend(
+                int(d in CLIENT_ONLY_DOMAINS) for d in record.get("domains") or []
+            )
+    last = max(by_round, default=0)
+    return [
+        (sum(by_round[r]) / len(by_round[r])) if by_round.get(r) else None
+        for r in range(1, last + 1)
+    ]
+
+
 def _constant_share(
     results: dict[tuple[str, int], dict[str, Any]],
     arm: str,
@@ -704,6 +720,9 @@ def _llm_direction(
                     results[(arm, s)]["llm"]["consistent_with_run"] for s in own
                 ),
                 "gain": paired_bootstrap(final, start),
+                "server_client_only_share_by_round": _mean_rows(
+                    [_server_client_only_share(results[(arm, s)]) for s in own]
+                ),
             }
         versus = {}
         for a, b in (("lada", "host"), ("lada", "host_gate"), ("host_gate", "host")):
@@ -904,6 +923,21 @@ def _llm_direction_table(direction: dict[str, Any] | None) -> str:
             ["LLM scored on", "LLM after, paired", "seeds", "difference (points)", "95% CI"],
             contrasts,
         )
+    shares = {
+        arm: row["server_client_only_share_by_round"]
+        for arm, row in direction["groups"].get("client_only", {}).get("arms", {}).items()
+        if any(v is not None for v in row["server_client_only_share_by_round"])
+    }
+    if shares:
+        width = max(len(v) for v in shares.values())
+        text += "\n" + markdown_table(
+            ["arm", *[f"LLM's selections from {names['client_only']}, round {r + 1}"
+                      for r in range(width)]],
+            [
+                [arm, *[("" if v is None else f"{100 * v:.0f}%") for v in values]]
+                for arm, values in shares.items()
+            ],
+        )  # fmt: skip
     return text
 
 

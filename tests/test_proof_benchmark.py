@@ -197,8 +197,21 @@ def test_the_llm_direction_pairs_each_arm_before_and_after_on_the_client_only_le
     versus = only["final_contrasts"]["lada vs host"]
     assert versus["seeds"] == [0] and versus["diff"] == pytest.approx(0.5)
     assert taught["final_contrasts"]["lada vs host"]["diff"] == pytest.approx(0.25)
+    assert only["arms"]["host"]["server_client_only_share_by_round"] == []  # host: no filter
     table = proof._llm_direction_table(out)
     assert "levels only a client holds (gcd)" in table and "+75.0" in table
+
+
+def test_server_selections_share_of_the_client_only_level_per_round() -> None:
+    result = {
+        "selections": [
+            {"round": 1, "party": "server", "domains": ["gcd", "chain_sum"]},
+            {"round": 1, "party": "server", "domains": ["gcd", "gcd"]},
+            {"round": 1, "party": "client_0", "domains": ["gcd"]},  # a client's: not counted
+            {"round": 3, "party": "server", "domains": ["chain_sum"]},
+        ]
+    }
+    assert proof._server_client_only_share(result) == [0.75, None, 0.0]
 
 
 def test_constant_answers_take_the_pools_commonest_answer_per_domain() -> None:
