@@ -48,7 +48,7 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -503,11 +503,16 @@ def _steps_per_model(budget: list[dict[str, Any]]) -> tuple[float, float]:
 def _own_domain_share(result: dict[str, Any]) -> list[float | None]:
     """Per round, the share of the items the clients' selections took from their own domains."""
     domains = {f"client_{cid}": set(c["domains"]) for cid, c in result["clients"].items()}
+    return _share_by_round((r, domains.get(r["party"], set())) for r in result["selections"])
+
+
+def _share_by_round(picks: Iterable[tuple[dict[str, Any], set[str]]]) -> list[float | None]:
+    """Per round (1..last), the share of the selected items whose domain is in the set given
+    with their selection record; None for a round with no such item."""
     by_round: dict[int, list[int]] = {}
-    for record in result["selections"]:
-        own = domains.get(record["party"], set())
+    for record, wanted in picks:
         by_round.setdefault(record["round"], []).extend(
-            int(d in own) for d in record.get("domains") or []
+            int(d in wanted) for d in record.get("domains") or []
         )
     last = max(by_round, default=0)
     return [
@@ -657,17 +662,8 @@ def _llm_vectors(
 def _server_client_only_share(result: dict[str, Any]) -> list[float | None]:
     """Per round, the share of the server's (slm_k -> llm) selections from the client-only
     levels: where the LLM's filters sent its steps."""
-    by_round: dict[int, list[int]] = {}
-    for record in result["selections"]:
-        if record["party"] == "server":
-            by_round.setdefault(record["round"], []).extend(
-                int(d in CLIENT_ONLY_DOMAINS) for d in record.get("domains") or []
-            )
-    last = max(by_round, default=0)
-    return [
-        (sum(by_round[r]) / len(by_round[r])) if by_round.get(r) else None
-        for r in range(1, last + 1)
-    ]
+    only = set(CLIENT_ONLY_DOMAINS)
+    return _share_by_round((r, only) for r in result["selections"] if r["party"] == "server")
 
 
 def _constant_share(
