@@ -198,24 +198,33 @@ def teacher_paths_file(root: Path, seed: int) -> Path:
     return root / "teacher" / f"seed{seed}.json"
 
 
+def _seed_server(base: ExperimentConfig, seed: int) -> tuple[Any, Any]:
+    """This seed's split and the server as every arm starts it (before any round)."""
+    config = base.model_copy(update={"seed": seed})
+    split = load_split(config)
+    return split, build_server(config, split.public_pool, Console(stderr=True, quiet=True))
+
+
+def _write_atomically(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data))
+    os.replace(partial, path)
+
+
 def write_teacher_paths(base: ExperimentConfig, seed: int, root: Path) -> None:
     """The frozen teacher's paths on this seed's public pool, written once for every arm."""
     path = teacher_paths_file(root, seed)
     if path.exists():
         return
-    config = base.model_copy(update={"seed": seed})
-    split = load_split(config)
-    server = build_server(config, split.public_pool, Console(stderr=True, quiet=True))
+    _, server = _seed_server(base, seed)
     paths = write_public_paths(
         server,
         server.public_pool,
-        max_new_tokens=config.train.max_new_tokens,
-        batch_size=config.train.generation_batch_size,
+        max_new_tokens=base.train.max_new_tokens,
+        batch_size=base.train.generation_batch_size,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(vars(paths)))
-    os.replace(partial, path)
+    _write_atomically(path, vars(paths))
 
 
 def llm_start_file(root: Path, seed: int) -> Path:
@@ -228,16 +237,11 @@ def write_llm_start(base: ExperimentConfig, seed: int, root: Path) -> None:
     path = llm_start_file(root, seed)
     if path.exists():
         return
-    config = base.model_copy(update={"seed": seed})
-    split = load_split(config)
-    server = build_server(config, split.public_pool, Console(stderr=True, quiet=True))
-    scored = _llm_per_client(config, server.model, [part.test for part in split.clients])
+    split, server = _seed_server(base, seed)
+    scored = _llm_per_client(base, server.model, [part.test for part in split.clients])
     for cid, part in enumerate(split.clients):
         scored[str(cid)]["constant"] = constant_answers(split.public_pool, part.test)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(scored))
-    os.replace(partial, path)
+    _write_atomically(path, scored)
 
 
 def constant_answers(pool: Sequence[Any], items: Sequence[Any]) -> list[int]:
