@@ -314,17 +314,18 @@ def run_job(job: Job) -> dict[str, Any]:
                 shared = json.loads(teacher_paths_file(root, job.seed).read_text())
                 host_state(runner.server, FedCoTServerState).llm_paths = PublicPaths(**shared)
         runner.run()
-    result = _per_item_results(config, run_dir)
+    federation = load_latest(run_dir, warn=lambda _: None).state["federation"]
+    result = _per_item_results(config, run_dir, federation)
     if not frozen_llm(config) and llm_start_file(root, job.seed).exists():
-        result["llm"] = _llm_items(config, run_dir, llm_start_file(root, job.seed))
+        result["llm"] = _llm_items(config, run_dir, federation, llm_start_file(root, job.seed))
     result.update(arm=job.arm, seed=job.seed, seconds=time.perf_counter() - started)
     items_file.write_text(json.dumps(result))
     return result
 
 
-def _per_item_results(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
-    """Per-item correctness of every client's final SLM, and the run's records."""
-    federation = load_latest(run_dir, warn=lambda _: None).state["federation"]
+def _per_item_results(config: ExperimentConfig, run_dir: Path, federation: Any) -> dict[str, Any]:
+    """Per-item correctness of every client's final SLM (`federation`: the run's last
+    checkpoint), and the run's records."""
     clients = {}
     for client in federation.clients:
         scored = evaluate(
@@ -365,10 +366,11 @@ def _per_item_results(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]
     }
 
 
-def _llm_items(config: ExperimentConfig, run_dir: Path, start_file: Path) -> dict[str, Any]:
+def _llm_items(
+    config: ExperimentConfig, run_dir: Path, federation: Any, start_file: Path
+) -> dict[str, Any]:
     """The LLM's per-item correctness before round 1 (shared by the arms) and after the run, on
     every client's test items; each is checked against the run's own round-0 and last scores."""
-    federation = load_latest(run_dir, warn=lambda _: None).state["federation"]
     final = _llm_per_client(config, federation.server.model, [c.test for c in federation.clients])
     start = json.loads(start_file.read_text())
     rounds = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
@@ -654,13 +656,18 @@ def _llm_vectors(
     clients whose levels the teacher was not taught (`client_only`) or of the others."""
     import numpy as np
 
-    only = set(CLIENT_ONLY_DOMAINS)
     out = []
     for seed in seeds:
-        per_client = sorted(results[(arm, seed)]["llm"][when].items(), key=lambda kv: int(kv[0]))
-        picked = [c for _, c in per_client if (set(c["domains"]) <= only) == client_only]
+        picked = _clients_in_group(results[(arm, seed)]["llm"][when], client_only)
         out.append(np.array([b for c in picked for b in c["correct"]], dtype=float))
     return out
+
+
+def _clients_in_group(per_client: dict[str, Any], client_only: bool) -> list[dict[str, Any]]:
+    """The clients (in id order) whose levels are all client-only (`client_only`) or not."""
+    only = set(CLIENT_ONLY_DOMAINS)
+    ordered = sorted(per_client.items(), key=lambda kv: int(kv[0]))
+    return [c for _, c in ordered if (set(c["domains"]) <= only) == client_only]
 
 
 def _server_client_only_share(result: dict[str, Any]) -> list[float | None]:
@@ -678,14 +685,12 @@ def _constant_share(
 ) -> float | None:
     """Accuracy of always giving the pool's commonest answer of each item's domain, on the items
     of `_llm_vectors` (None for a cache written before it was recorded)."""
-    only = set(CLIENT_ONLY_DOMAINS)
     bits: list[int] = []
     for seed in seeds:
-        for _, c in sorted(results[(arm, seed)]["llm"]["start"].items()):
-            if (set(c["domains"]) <= only) == client_only:
-                if "constant" not in c:
-                    return None
-                bits += c["constant"]
+        for c in _clients_in_group(results[(arm, seed)]["llm"]["start"], client_only):
+            if "constant" not in c:
+                return None
+            bits += c["constant"]
     return sum(bits) / len(bits) if bits else None
 
 
